@@ -1,0 +1,172 @@
+//! The mappings' state objects in S3, written with conditional writes so
+//! that two overlapping runs cannot lose each other's updates.
+
+use std::future::Future;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::aws::AwsError;
+use crate::state::{Prior, SyncState};
+
+/// The version of a state object a run read, for the conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    /// No object: write only if there still is none (`If-None-Match: *`).
+    Absent,
+    /// Write only if the object is still this one (`If-Match`).
+    ETag(String),
+}
+
+/// A state object as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub prior: Prior,
+    pub version: Version,
+    /// The raw bytes when they could not be used, to keep them aside.
+    pub unusable: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SaveError {
+    #[error("state object {key} was changed by another run since it was read")]
+    Conflict { key: String },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+pub trait StateStore: Send + Sync {
+    fn load(&self, key: &str) -> impl Future<Output = Result<Loaded, AwsError>> + Send;
+
+    fn save(
+        &self,
+        key: &str,
+        state: &SyncState,
+        version: &Version,
+    ) -> impl Future<Output = Result<(), SaveError>> + Send;
+
+    /// Keeps an unusable object's bytes under another key (named after its
+    /// ETag, so that nothing is ever overwritten) before it is replaced.
+    fn preserve(
+        &self,
+        key: &str,
+        etag: &str,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<String, AwsError>> + Send;
+
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// [`StateStore`] in one S3 bucket.
+#[derive(Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Store {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    fn name(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+impl StateStore for S3Store {
+    async fn load(&self, key: &str) -> Result<Loaded, AwsError> {
+        const OP: &str = "s3:GetObject";
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(Loaded {
+                    prior: Prior::Fresh,
+                    version: Version::Absent,
+                    unusable: None,
+                });
+            }
+            Err(e) => return Err(AwsError::from_sdk(OP, self.name(key), &e)),
+        };
+        let Some(etag) = output.e_tag().map(str::to_owned) else {
+            return Err(AwsError::new(OP, self.name(key), "response has no ETag"));
+        };
+        let bytes = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| AwsError::new(OP, self.name(key), format!("reading the body: {e}")))?
+            .into_bytes();
+        let (prior, unusable) = match SyncState::decode(&bytes) {
+            Ok(state) => (Prior::Valid(state), None),
+            Err(e) => (Prior::Corrupt(e), Some(bytes.to_vec())),
+        };
+        Ok(Loaded {
+            prior,
+            version: Version::ETag(etag),
+            unusable,
+        })
+    }
+
+    async fn save(&self, key: &str, state: &SyncState, version: &Version) -> Result<(), SaveError> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(state.encode()));
+        let request = match version {
+            Version::Absent => request.if_none_match("*"),
+            Version::ETag(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                // 412: the condition failed; 409: a concurrent conditional write won.
+                if matches!(status, Some(412 | 409)) {
+                    Err(SaveError::Conflict {
+                        key: key.to_owned(),
+                    })
+                } else {
+                    Err(AwsError::from_sdk("s3:PutObject", self.name(key), &e).into())
+                }
+            }
+        }
+    }
+
+    async fn preserve(&self, key: &str, etag: &str, bytes: &[u8]) -> Result<String, AwsError> {
+        let aside = format!("{key}.unusable-{}", etag.trim_matches('"'));
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&aside)
+            .body(ByteStream::from(bytes.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("s3:PutObject", self.name(&aside), &e))?;
+        Ok(self.name(&aside))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("s3:DeleteObject", self.name(key), &e))
+    }
+}

@@ -1,0 +1,13 @@
+//! Test support for tether: real parts on loopback.
+//!
+//! - [`moto`]: a `moto_server` process (AWS APIs) from the project venv.
+//! - [`dns`]: an authoritative DNS server (hickory-server) whose answers a test changes.
+//! - [`lambda`]: a Lambda Runtime API emulator that runs a built function binary.
+//! - [`aws`]: fixtures in the emulator (VPC, load balancers, target groups, buckets).
+//! - [`world`]: all of the above together, as target-sync tests, the demo and the bench use them.
+
+pub mod aws;
+pub mod dns;
+pub mod lambda;
+pub mod moto;
+pub mod world;
