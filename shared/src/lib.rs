@@ -6,6 +6,8 @@
 //! one adapter each, and [`sync`] is the engine that joins them.
 
 pub mod aws;
+pub mod canary;
+pub mod cfn;
 pub mod config;
 pub mod dns;
 pub mod elb;

@@ -4,10 +4,17 @@
 //! - [`dns`]: an authoritative DNS server (hickory-server) whose answers a test changes.
 //! - [`lambda`]: a Lambda Runtime API emulator that runs a built function binary.
 //! - [`aws`]: fixtures in the emulator (VPC, load balancers, target groups, buckets).
+//! - [`https`]: HTTP/HTTPS servers with certificates from a test CA (health-canary).
+//! - [`cfn`]: pre-signed response URLs and CloudFormation events (custom-resources).
+//! - [`demo`], [`bench`]: `make demo` and `make bench`.
 //! - [`world`]: all of the above together, as target-sync tests, the demo and the bench use them.
 
 pub mod aws;
+pub mod bench;
+pub mod cfn;
+pub mod demo;
 pub mod dns;
+pub mod https;
 pub mod lambda;
 pub mod moto;
 pub mod world;

@@ -1,0 +1,2 @@
+//! custom-resources (placeholder: being written).
+fn main() {}

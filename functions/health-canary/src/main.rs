@@ -1,0 +1,2 @@
+//! health-canary (placeholder: being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! health-canary: private endpoint probes (being written).

@@ -1,0 +1,1 @@
+//! custom-resources: CloudFormation custom resources (being written).

@@ -1,0 +1,80 @@
+//! `make bench`: speed, memory and size of the release binaries, measured
+//! against local parts and written to `BENCHMARKS.md`.
+
+pub mod canary;
+pub mod target_sync;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::moto::BoxError;
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub what: String,
+    pub value: String,
+    pub note: String,
+}
+
+/// A part of the report.
+#[derive(Debug, Clone, Default)]
+pub struct Section {
+    pub title: String,
+    /// What was measured and how.
+    pub method: String,
+    pub rows: Vec<Row>,
+}
+
+impl Section {
+    pub fn new(title: &str, method: &str) -> Self {
+        Self {
+            title: title.to_owned(),
+            method: method.to_owned(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, what: &str, value: impl Into<String>, note: &str) {
+        self.rows.push(Row {
+            what: what.to_owned(),
+            value: value.into(),
+            note: note.to_owned(),
+        });
+    }
+}
+
+/// Milliseconds with one decimal.
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The median and the maximum of some durations.
+pub fn median_max(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let median = samples.get(samples.len() / 2).copied().unwrap_or_default();
+    let max = samples.last().copied().unwrap_or_default();
+    (median, max)
+}
+
+/// Renders the report as Markdown.
+pub fn render(sections: &[Section], machine: &str) -> String {
+    let mut out = String::from("# Benchmarks\n\nWritten by `make bench`; do not edit by hand.\n\n");
+    let _ = writeln!(out, "Machine: {machine}\n");
+    for s in sections {
+        let _ = writeln!(out, "## {}\n\n{}\n", s.title, s.method);
+        out.push_str("| measure | value | note |\n|---|---|---|\n");
+        for r in &s.rows {
+            let _ = writeln!(out, "| {} | {} | {} |", r.what, r.value, r.note);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs every part of the bench.
+pub async fn run_all() -> Result<Vec<Section>, BoxError> {
+    let mut sections = target_sync::run().await?;
+    sections.extend(canary::run().await?);
+    Ok(sections)
+}

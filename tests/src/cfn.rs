@@ -1,0 +1,1 @@
+//! CloudFormation custom resource test support (being written).

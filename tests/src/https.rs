@@ -1,0 +1,1 @@
+//! HTTP/HTTPS test servers and certificates (being written).
