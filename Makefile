@@ -40,11 +40,11 @@ test: venv lint build ## Lint, then every unit, property and integration test.
 
 demo: venv ## Run the local demo: moto, a DNS server, target-sync over rotating ALB addresses.
 	cargo build --workspace --bins
-	"$(CARGO_TARGET_DIR)/debug/tether-demo"
+	TETHER_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/tether-demo"
 
 bench: venv ## Measure cold start, warm time, memory and size into BENCHMARKS.md.
 	cargo build --release --workspace --bins
-	"$(CARGO_TARGET_DIR)/release/tether-bench" --out BENCHMARKS.md
+	TETHER_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/tether-bench" BENCHMARKS.md
 
 clean: ## Remove the venv and build output.
 	rm -rf $(VENV)

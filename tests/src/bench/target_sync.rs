@@ -1,8 +1,191 @@
-//! The target-sync part of the bench.
+//! The target-sync part of the bench: cold start, warm invocations, peak
+//! memory and size of the release binary, and one run with 100 mappings.
 
-use super::Section;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{Section, median_max, ms};
+use crate::lambda::{FunctionProcess, function_binary};
 use crate::moto::BoxError;
+use crate::world::{World, scheduled_event};
+
+const COLD_RUNS: usize = 10;
+const WARM_RUNS: usize = 30;
+const MAPPINGS: usize = 100;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn invoke_ok(f: &FunctionProcess) -> Result<Duration, BoxError> {
+    let inv = f.invoke(scheduled_event(), TIMEOUT).await?;
+    inv.result
+        .map_err(|e| format!("invocation failed: {e}\n{}", f.logs()))?;
+    Ok(inv.duration)
+}
+
+/// Zips `binary` as `bootstrap` (deflate), as Lambda receives it; returns the zip's size.
+pub fn zip_size(binary: &Path) -> Result<u64, BoxError> {
+    let dir = std::env::temp_dir().join(format!("tether-zip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let zip = dir.join("function.zip");
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED, compresslevel=9) as z:\n    z.write(sys.argv[2], 'bootstrap')",
+        ])
+        .arg(&zip)
+        .arg(binary)
+        .status()?;
+    if !status.success() {
+        return Err(format!("zipping {} failed", binary.display()).into());
+    }
+    let size = std::fs::metadata(&zip)?.len();
+    std::fs::remove_dir_all(&dir)?;
+    Ok(size)
+}
+
+pub fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / 1024.0 / 1024.0)
+}
 
 pub async fn run() -> Result<Vec<Section>, BoxError> {
-    Ok(Vec::new())
+    let binary = function_binary("target-sync");
+    let w = World::start().await?;
+    let alb = "internal-bench-alb-1.us-east-1.elb.amazonaws.com";
+    let tg = w.target_group("bench", 80).await?;
+    w.answer(alb, &["10.0.1.10", "10.0.2.10", "10.0.1.11"]);
+    let env = w.env(&[(
+        "TARGETS",
+        &json!([{"dns_name": alb, "target_group_arn": tg, "port": 80}]).to_string(),
+    )]);
+
+    // First run registers; the measured runs are the steady state of every minute.
+    let first = w.spawn("target-sync", &env).await?;
+    invoke_ok(&first).await?;
+    drop(first);
+
+    let mut cold = Vec::new();
+    let mut init = Vec::new();
+    let mut cold_rss = Vec::new();
+    for _ in 0..COLD_RUNS {
+        let start = Instant::now();
+        let f = w.spawn("target-sync", &env).await?;
+        invoke_ok(&f).await?;
+        cold.push(start.elapsed());
+        init.extend(f.init_duration());
+        cold_rss.extend(f.peak_rss_kib());
+    }
+    let f = w.spawn("target-sync", &env).await?;
+    invoke_ok(&f).await?;
+    let mut warm = Vec::new();
+    for _ in 0..WARM_RUNS {
+        warm.push(invoke_ok(&f).await?);
+    }
+    let warm_rss = f.peak_rss_kib();
+    drop(f);
+
+    let (cold_med, cold_max) = median_max(cold);
+    let (init_med, _) = median_max(init);
+    let (warm_med, warm_max) = median_max(warm);
+    let mut one = Section::new(
+        "target-sync: one mapping",
+        &format!(
+            "The release binary under the Runtime API emulator against moto and a DNS server on loopback; \
+             one mapping, 3 addresses, steady state (no change to apply). Cold: a fresh process per run, \
+             {COLD_RUNS} runs, from spawning the process to receiving its first response. Warm: {WARM_RUNS} \
+             invocations of one process. Peak RSS is the process's VmHWM. For scale, the issue gives the AWS \
+             sample (`populate_NLB_TG_with_ALB.py`) run cold the same way as about 550 ms and 89 MB."
+        ),
+    );
+    one.row(
+        "cold start to first response (median)",
+        ms(cold_med),
+        &format!("max {}", ms(cold_max)),
+    );
+    one.row(
+        "init (process start to first `next`, median)",
+        ms(init_med),
+        "config, SDK clients, resolver",
+    );
+    one.row(
+        "warm invocation (median)",
+        ms(warm_med),
+        &format!("max {}", ms(warm_max)),
+    );
+    one.row(
+        "peak RSS, cold run",
+        cold_rss
+            .iter()
+            .max()
+            .map_or("n/a".into(), |k| format!("{:.1} MB", *k as f64 / 1024.0)),
+        "max over the cold runs",
+    );
+    one.row(
+        "peak RSS after warm runs",
+        warm_rss.map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+        &format!("after {WARM_RUNS} invocations"),
+    );
+    let size = std::fs::metadata(&binary)?.len();
+    one.row(
+        "release binary (x86_64, this machine)",
+        mib(size),
+        "stripped; lto, codegen-units 1, opt-level s",
+    );
+    one.row(
+        "zip (deflate, as uploaded)",
+        mib(zip_size(&binary)?),
+        "the arm64 build from `sam build` is of the same order",
+    );
+
+    Ok(vec![one, many(&w).await?])
+}
+
+/// One invocation with 100 mappings (100 names, 100 target groups).
+async fn many(w: &World) -> Result<Section, BoxError> {
+    let mut mappings = Vec::new();
+    for i in 0..MAPPINGS {
+        let name = format!("internal-svc{i}-1.us-east-1.elb.amazonaws.com");
+        let tg = w.target_group(&format!("svc-{i}"), 80).await?;
+        let (a, b) = (i / 250, i % 250);
+        w.answer(
+            &name,
+            &[
+                &format!("10.1.{a}.{b}"),
+                &format!("10.2.{a}.{b}"),
+                &format!("10.3.{a}.{b}"),
+            ],
+        );
+        mappings.push(json!({"dns_name": name, "target_group_arn": tg, "port": 80}));
+    }
+    let env = w.env(&[("TARGETS", &Value::Array(mappings).to_string())]);
+    let start = Instant::now();
+    let f = w.spawn("target-sync", &env).await?;
+    let first = invoke_ok(&f).await?;
+    let cold_total = start.elapsed();
+    let steady = invoke_ok(&f).await?;
+    let rss = f.peak_rss_kib();
+
+    let mut s = Section::new(
+        "target-sync: 100 mappings in one invocation",
+        "100 DNS names (3 addresses each) into 100 target groups, one process. The first invocation registers \
+         all 300 targets and writes 100 state objects; the second is the steady state. Against moto on \
+         loopback, whose single Python process serves every call, so this measures the function's \
+         concurrency more than AWS latency.",
+    );
+    s.row(
+        "first invocation (300 registrations)",
+        ms(first),
+        &format!("cold process, spawn to response {}", ms(cold_total)),
+    );
+    s.row(
+        "steady-state invocation",
+        ms(steady),
+        "resolve, describe, read state; nothing to write",
+    );
+    s.row(
+        "peak RSS",
+        rss.map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+        "",
+    );
+    Ok(s)
 }

@@ -1,7 +1,123 @@
-//! The target-sync part of the demo.
+//! The target-sync part of the demo: an ALB whose node addresses change,
+//! followed by `target-sync` into an NLB target group, one scheduled tick at
+//! a time.
 
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::heading;
+use crate::aws::{LbKind, create_load_balancer};
+use crate::dns::Answer;
 use crate::moto::BoxError;
+use crate::world::{World, ips, scheduled_event, state_key};
+
+fn addrs(list: &[&str]) -> Answer {
+    Answer::Addrs(ips(list))
+}
 
 pub async fn run() -> Result<(), BoxError> {
+    heading("target-sync: an ALB's changing addresses kept in an NLB target group");
+    let w = World::start().await?;
+    let alb = create_load_balancer(&w.elb, &w.network, "orders-alb", LbKind::Application).await?;
+    let nlb = create_load_balancer(&w.elb, &w.network, "orders-nlb", LbKind::Network).await?;
+    let tg = w.target_group("orders-alb-80", 80).await?;
+    println!(
+        "emulator: moto at {}; DNS server at {}",
+        w.moto.endpoint(),
+        w.dns.addr()
+    );
+    println!("internal ALB  {}", alb.dns_name);
+    println!("internal NLB  {}", nlb.dns_name);
+    println!("target group  {tg} (type ip, port 80)\n");
+
+    let targets = json!([{"dns_name": alb.dns_name, "target_group_arn": tg, "port": 80}]);
+    let f = w
+        .spawn("target-sync", &w.env(&[("TARGETS", &targets.to_string())]))
+        .await?;
+
+    let current = ["10.0.2.10", "10.0.1.11", "10.0.2.11"].map(str::to_owned);
+    let twelve: Vec<String> = current
+        .into_iter()
+        .chain((1..=9).map(|n| format!("10.0.{}.{}", n % 2 + 1, 20 + n)))
+        .collect();
+    let twelve: Vec<&str> = twelve.iter().map(String::as_str).collect();
+    let ticks = [
+        (
+            "the ALB starts with two nodes",
+            addrs(&["10.0.1.10", "10.0.2.10"]),
+        ),
+        (
+            "it scales out to four nodes",
+            addrs(&["10.0.1.10", "10.0.2.10", "10.0.1.11", "10.0.2.11"]),
+        ),
+        (
+            "node 10.0.1.10 is replaced: it leaves DNS",
+            addrs(&["10.0.2.10", "10.0.1.11", "10.0.2.11"]),
+        ),
+        (
+            "second run without it",
+            addrs(&["10.0.2.10", "10.0.1.11", "10.0.2.11"]),
+        ),
+        (
+            "third run without it: now it goes",
+            addrs(&["10.0.2.10", "10.0.1.11", "10.0.2.11"]),
+        ),
+        ("DNS answers SERVFAIL: nothing may change", Answer::ServFail),
+        (
+            "DNS is back",
+            addrs(&["10.0.2.10", "10.0.1.11", "10.0.2.11"]),
+        ),
+        (
+            "the ALB grows to 12 nodes, DNS answers 8 at a time",
+            Answer::Rotate {
+                addrs: ips(&twelve),
+                per_answer: 8,
+            },
+        ),
+    ];
+    for (n, (what, answer)) in ticks.into_iter().enumerate() {
+        w.dns.set(&alb.dns_name, answer);
+        let result = f
+            .invoke(scheduled_event(), Duration::from_secs(30))
+            .await?
+            .result;
+        println!("tick {}: {what}", n + 1);
+        match &result {
+            Ok(out) => {
+                let m = &out["mappings"][0];
+                println!("  DNS said      {}", list(&m["resolved"]));
+                if m["registered"].as_array().is_some_and(|a| !a.is_empty()) {
+                    println!("  registered    {}", list(&m["registered"]));
+                }
+                if m["deregistered"].as_array().is_some_and(|a| !a.is_empty()) {
+                    println!("  deregistered  {}", list(&m["deregistered"]));
+                }
+                if m["pending"].as_object().is_some_and(|p| !p.is_empty()) {
+                    println!("  counting down {}", m["pending"]);
+                }
+            }
+            Err(e) => println!(
+                "  the run FAILED (as it should): {}",
+                e["errorMessage"].as_str().unwrap_or("?")
+            ),
+        }
+        println!("  target group  {}\n", w.targets(&tg).await?.join(", "));
+    }
+    let key = state_key(&tg, &alb.dns_name, 80);
+    if let Some(state) = w.state(&key).await? {
+        println!("state object s3://tether-state/{key}:\n  {state}");
+    }
     Ok(())
+}
+
+fn list(v: &Value) -> String {
+    match v.as_array() {
+        Some(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => v.to_string(),
+    }
 }

@@ -1,0 +1,287 @@
+//! The sync engine with its real adapters, for what the binary tests cannot
+//! stage: two runs racing on the state object (real S3 conditional writes in
+//! moto), and a `draining` target (moto never reports IP targets as
+//! draining, so that one ELB response comes from aws-smithy-mocks).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_elasticloadbalancingv2 as elbv2;
+use aws_smithy_mocks::{RuleMode, mock};
+use serde_json::json;
+use tether_shared::aws::{AwsError, s3_client};
+use tether_shared::config::{DnsSettings, MetricsSettings, StateLocation, SyncConfig};
+use tether_shared::dns::HickoryDns;
+use tether_shared::elb::Elb;
+use tether_shared::mapping::{Mapping, Naming};
+use tether_shared::metrics::CloudWatch;
+use tether_shared::state::SyncState;
+use tether_shared::store::{Loaded, S3Store, SaveError, StateStore, Version};
+use tether_shared::sync::{Engine, ErrorKind, state_key};
+use tether_tests::moto::BoxError;
+use tether_tests::world::{BUCKET, World};
+
+const ALB: &str = "internal-race-alb-1.us-east-1.elb.amazonaws.com";
+
+fn config(w: &World, tg: &str) -> Result<SyncConfig, BoxError> {
+    let mapping = Mapping::from_json(
+        "TARGETS[0]",
+        &json!({"dns_name": ALB, "target_group_arn": tg, "port": 80}),
+        Naming::Snake,
+    )?;
+    Ok(SyncConfig {
+        mappings: vec![mapping],
+        state: StateLocation {
+            bucket: BUCKET.into(),
+            prefix: "target-sync/".into(),
+        },
+        dns: DnsSettings {
+            servers: vec![w.dns.addr()],
+            timeout: Duration::from_millis(500),
+        },
+        metrics: MetricsSettings {
+            namespace: "Tether".into(),
+            enabled: true,
+        },
+        dry_run: false,
+    })
+}
+
+/// The real S3 store, with another run's write landing between this run's
+/// read and its conditional write (the first `races` times it writes).
+struct Racing {
+    inner: S3Store,
+    s3: aws_sdk_s3::Client,
+    races: usize,
+    saves: AtomicUsize,
+    competitor: SyncState,
+}
+
+impl StateStore for Racing {
+    async fn load(&self, key: &str) -> Result<Loaded, AwsError> {
+        self.inner.load(key).await
+    }
+
+    async fn save(&self, key: &str, state: &SyncState, version: &Version) -> Result<(), SaveError> {
+        let n = self.saves.fetch_add(1, Ordering::SeqCst);
+        if n < self.races {
+            // Each competing write differs (identical bytes would have the same ETag).
+            let mut competitor = self.competitor.clone();
+            competitor
+                .seen
+                .insert(std::net::IpAddr::from([10, 0, 3, n as u8]));
+            let body = competitor.encode();
+            let put = self
+                .s3
+                .put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(body.into())
+                .send()
+                .await;
+            put.map_err(|e| AwsError::new("test:PutObject", key, e.to_string()))?;
+        }
+        self.inner.save(key, state, version).await
+    }
+
+    async fn preserve(&self, key: &str, etag: &str, bytes: &[u8]) -> Result<String, AwsError> {
+        self.inner.preserve(key, etag, bytes).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), AwsError> {
+        self.inner.delete(key).await
+    }
+}
+
+fn pending(entries: &[(&str, u32)]) -> SyncState {
+    SyncState {
+        pending: entries
+            .iter()
+            .map(|(t, n)| (t.parse().unwrap_or_else(|e| panic!("{t}: {e}")), *n))
+            .collect(),
+        ..SyncState::default()
+    }
+}
+
+async fn racing_engine(
+    w: &World,
+    tg: &str,
+    races: usize,
+) -> Result<Engine<HickoryDns, Elb, Racing, CloudWatch>, BoxError> {
+    let config = config(w, tg)?;
+    let s3 = s3_client(&w.sdk);
+    Ok(Engine {
+        dns: HickoryDns::new(&config.dns)?,
+        elb: Elb::new(w.elb.clone()),
+        store: Racing {
+            inner: S3Store::new(s3.clone(), BUCKET),
+            s3,
+            races,
+            saves: AtomicUsize::new(0),
+            competitor: pending(&[("10.0.1.9:80", 2)]),
+        },
+        metrics: CloudWatch::new(w.cloudwatch.clone()),
+        config,
+    })
+}
+
+async fn stale_target_counting_down(w: &World, name: &str) -> Result<(String, String), BoxError> {
+    let tg = w.target_group(name, 80).await?;
+    w.elb
+        .register_targets()
+        .target_group_arn(&tg)
+        .targets(
+            elbv2::types::TargetDescription::builder()
+                .id("10.0.1.9")
+                .port(80)
+                .build(),
+        )
+        .send()
+        .await?;
+    w.answer(ALB, &["10.0.1.1"]);
+    let mapping = &config(w, &tg)?.mappings[0];
+    let key = state_key("target-sync/", mapping);
+    let state = pending(&[("10.0.1.9:80", 1)]);
+    w.s3.put_object()
+        .bucket(BUCKET)
+        .key(&key)
+        .body(state.encode().into())
+        .send()
+        .await?;
+    Ok((tg, key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_write_is_re_read_and_re_planned_so_no_update_is_lost() -> Result<(), BoxError>
+{
+    let w = World::start().await?;
+    let (tg, key) = stale_target_counting_down(&w, "race-once").await?;
+    let engine = racing_engine(&w, &tg, 1).await?;
+
+    let report = engine.run(Instant::now() + Duration::from_secs(30)).await;
+    let m = &report.mappings[0];
+    assert_eq!(m.error, None);
+    assert_eq!(
+        engine.store.saves.load(Ordering::SeqCst),
+        2,
+        "one conflict, one successful write"
+    );
+    // This run counted .9 from 1 to 2; the other run had already counted to 2.
+    // Re-planned on top of the other run's state, the count reaches 3: deregistered.
+    assert_eq!(m.deregistered, ["10.0.1.9:80".parse()?]);
+    assert_eq!(w.targets(&tg).await?, ["10.0.1.1:80"]);
+    let state = w.state(&key).await?.ok_or("no state")?;
+    assert_eq!(state["pending"], json!({}));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_conflict_gives_up_the_mapping_without_overwriting_the_other_run()
+-> Result<(), BoxError> {
+    let w = World::start().await?;
+    let (tg, key) = stale_target_counting_down(&w, "race-twice").await?;
+    let engine = racing_engine(&w, &tg, usize::MAX).await?;
+
+    let report = engine.run(Instant::now() + Duration::from_secs(30)).await;
+    let error = report.mappings[0]
+        .error
+        .clone()
+        .ok_or("the mapping should fail")?;
+    assert_eq!(error.kind, ErrorKind::StateConflict);
+    assert!(error.message.contains(&key), "{}", error.message);
+    assert_eq!(
+        engine.store.saves.load(Ordering::SeqCst),
+        2,
+        "re-planned once, then gave up"
+    );
+    let state = w.state(&key).await?.ok_or("no state")?;
+    assert_eq!(
+        state["pending"],
+        json!({"10.0.1.9:80": 2}),
+        "the other run's write survives"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_target_back_in_dns_is_registered_again() -> Result<(), BoxError> {
+    let w = World::start().await?;
+    let tg =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/drain/0123456789abcdef";
+    w.answer(ALB, &["10.0.1.1", "10.0.1.2"]);
+
+    let target = |ip: &str, state| {
+        elbv2::types::TargetHealthDescription::builder()
+            .target(
+                elbv2::types::TargetDescription::builder()
+                    .id(ip)
+                    .port(80)
+                    .build(),
+            )
+            .target_health(elbv2::types::TargetHealth::builder().state(state).build())
+            .build()
+    };
+    let describe = mock!(elbv2::Client::describe_target_health).then_output(move || {
+        elbv2::operation::describe_target_health::DescribeTargetHealthOutput::builder()
+            .target_health_descriptions(target(
+                "10.0.1.1",
+                elbv2::types::TargetHealthStateEnum::Draining,
+            ))
+            .target_health_descriptions(target(
+                "10.0.1.2",
+                elbv2::types::TargetHealthStateEnum::Healthy,
+            ))
+            .build()
+    });
+    let registered: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = registered.clone();
+    let register = mock!(elbv2::Client::register_targets)
+        .match_requests(move |req| {
+            let ids = req
+                .targets()
+                .iter()
+                .filter_map(|t| t.id().map(|id| format!("{id}:{}", t.port().unwrap_or(0))));
+            seen.lock().unwrap_or_else(|e| e.into_inner()).extend(ids);
+            true
+        })
+        .then_output(|| {
+            elbv2::operation::register_targets::RegisterTargetsOutput::builder().build()
+        });
+    let interceptor = aws_smithy_mocks::MockResponseInterceptor::new()
+        .rule_mode(RuleMode::MatchAny)
+        .with_rule(&describe)
+        .with_rule(&register);
+    let elb = elbv2::Client::from_conf(
+        elbv2::Config::builder()
+            .behavior_version(elbv2::config::BehaviorVersion::latest())
+            .region(elbv2::config::Region::new("us-east-1"))
+            .credentials_provider(elbv2::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(interceptor)
+            .build(),
+    );
+
+    let config = config(&w, tg)?;
+    let engine = Engine {
+        dns: HickoryDns::new(&config.dns)?,
+        elb: Elb::new(elb),
+        store: S3Store::new(s3_client(&w.sdk), BUCKET),
+        metrics: CloudWatch::new(w.cloudwatch.clone()),
+        config,
+    };
+    let report = engine.run(Instant::now() + Duration::from_secs(30)).await;
+    let m = &report.mappings[0];
+    assert_eq!(m.error, None);
+    assert_eq!(m.registered, ["10.0.1.1:80".parse()?]);
+    assert_eq!(
+        *registered.lock().unwrap_or_else(|e| e.into_inner()),
+        ["10.0.1.1:80"]
+    );
+    assert_eq!(register.num_calls(), 1);
+    assert_eq!(m.pending, BTreeMap::new());
+    Ok(())
+}
