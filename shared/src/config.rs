@@ -219,7 +219,39 @@ pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
-fn parse_targets(json: &str) -> Result<Vec<Mapping>, ConfigError> {
+/// `TARGETS` is a JSON array of mappings, or the compact form the template
+/// passes: comma-separated `dns_name|target_group_arn|port` entries (every
+/// other field at its default).
+fn parse_targets(text: &str) -> Result<Vec<Mapping>, ConfigError> {
+    if text.starts_with('[') || text.starts_with('{') {
+        return parse_targets_json(text);
+    }
+    split_list(text)
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let location = format!("TARGETS[{i}]");
+            let [dns_name, arn, port] = entry.split('|').map(str::trim).collect::<Vec<_>>()[..]
+            else {
+                return Err(ConfigError::new(
+                    location,
+                    format!(
+                        "\"{}\" is not dns_name|target_group_arn|port (or use a JSON array)",
+                        shorten(entry)
+                    ),
+                ));
+            };
+            let port: Value = port
+                .parse::<u64>()
+                .map_or_else(|_| Value::from(port), Value::from);
+            let object =
+                serde_json::json!({"dns_name": dns_name, "target_group_arn": arn, "port": port});
+            Mapping::from_json(&location, &object, Naming::Snake)
+        })
+        .collect()
+}
+
+fn parse_targets_json(json: &str) -> Result<Vec<Mapping>, ConfigError> {
     let value: Value = serde_json::from_str(json).map_err(|e| {
         ConfigError::new(
             "TARGETS",
@@ -335,7 +367,7 @@ fn assign_foreign_ports(mappings: &mut [Mapping]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn validate_bucket(name: &str) -> Result<String, ConfigError> {
+pub fn validate_bucket(name: &str) -> Result<String, ConfigError> {
     let ok = (3..=63).contains(&name.len())
         && name
             .bytes()
@@ -352,7 +384,7 @@ fn validate_bucket(name: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn normalize_prefix(prefix: &str) -> Result<String, ConfigError> {
+pub fn normalize_prefix(prefix: &str) -> Result<String, ConfigError> {
     let trimmed = prefix.trim_start_matches('/');
     if trimmed.len() > 512 || trimmed.contains("//") {
         return Err(ConfigError::new(
@@ -399,6 +431,31 @@ mod tests {
         assert_eq!(c.metrics.namespace, "Tether");
         assert!(c.metrics.enabled);
         assert!(!c.dry_run);
+    }
+
+    #[test]
+    fn compact_targets_from_the_template() {
+        let compact = format!("alb.example.com|{ARN}|80, alb.example.com|{ARN2}|443");
+        let c = config(&[("TARGETS", &compact), ("STATE_BUCKET", "bkt")]).unwrap();
+        assert_eq!(c.mappings.len(), 2);
+        assert_eq!((c.mappings[0].port, c.mappings[1].port), (80, 443));
+        assert_eq!(c.mappings[1].target_group_arn.as_str(), ARN2);
+        for (bad, location, needle) in [
+            (
+                format!("alb.example.com|{ARN}"),
+                "TARGETS[0]",
+                "dns_name|target_group_arn|port",
+            ),
+            (
+                format!("a.b|{ARN}|80,alb.example.com|{ARN2}|http"),
+                "TARGETS[1].port",
+                "\"http\"",
+            ),
+        ] {
+            let err = config(&[("TARGETS", &bad), ("STATE_BUCKET", "bkt")]).unwrap_err();
+            assert_eq!(err.location, location, "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
     }
 
     #[test]
