@@ -7,13 +7,18 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV := .venv
+LINT_VENV := .venv-lint
+CHECKOV_VENV := .venv-checkov
+# The AWS tools run offline: no telemetry, no update checks, a region for SAM.
+export SAM_CLI_TELEMETRY := 0
+export AWS_REGION ?= us-east-1
 # One target dir shared by every checkout on this machine: a fresh clone
 # (as in CI) reuses what an earlier build compiled.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tether-target
 export TETHER_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help venv build test lint fmt demo bench clean
+.PHONY: help venv build test lint lint-rust lint-template fmt demo bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,17 +30,40 @@ $(VENV)/.installed: requirements-dev.txt
 
 venv: $(VENV)/.installed ## Create the Python venv with the emulators (moto).
 
-build: ## Build every function binary (debug).
-	cargo build --workspace --bins
+$(LINT_VENV)/.installed: requirements-lint.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-lint.txt
+	touch $@
 
-lint: ## rustfmt and clippy, warnings are errors.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+$(LINT_VENV)/.build-tools: requirements-build.txt $(LINT_VENV)/.installed
+	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
+	touch $@
+
+build: $(LINT_VENV)/.build-tools ## sam build: the three arm64 bootstrap artifacts (cargo-lambda + zig, no Docker).
+	PATH="$(CURDIR)/$(LINT_VENV)/bin:$$PATH" $(LINT_VENV)/bin/sam build --template-file template.yaml
+
+lint: lint-rust lint-template ## Every static check: Rust and the template.
+
+lint-rust: ## rustfmt and clippy, warnings are errors.
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+lint-template: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, and the policy tests of the rendered template.
+	$(LINT_VENV)/bin/cfn-lint template.yaml
+	$(LINT_VENV)/bin/sam validate --lint --template-file template.yaml
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --quiet --compact --skip-download
+	$(LINT_VENV)/bin/python -m pytest --quiet -p no:cacheprovider tests/template
 
 fmt: ## Format the code.
 	cargo fmt --all
 
-test: venv lint build ## Lint, then every unit, property and integration test.
+test: venv lint ## Lint, then every unit, property and integration test.
+	cargo build --workspace --bins
 	cargo test --workspace $(CARGO_TEST_FLAGS)
 
 demo: venv ## Run the local demo: moto, a DNS server, target-sync over rotating ALB addresses.
@@ -46,6 +74,6 @@ bench: venv ## Measure cold start, warm time, memory and size into BENCHMARKS.md
 	cargo build --release --workspace --bins
 	TETHER_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/tether-bench" BENCHMARKS.md
 
-clean: ## Remove the venv and build output.
-	rm -rf $(VENV)
+clean: ## Remove the venvs and build output.
+	rm -rf $(VENV) $(LINT_VENV) $(CHECKOV_VENV) .aws-sam
 	cargo clean

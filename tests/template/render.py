@@ -1,0 +1,104 @@
+"""Renders template.yaml the way CloudFormation deploys it, without an AWS
+account: AWS::LanguageExtensions' Fn::ForEach expanded here (the documented
+substitution rules), then the SAM transform (aws-sam-translator)."""
+
+import copy
+import os
+import re
+from pathlib import Path
+
+from samcli.yamlhelper import yaml_parse
+from samtranslator.translator.transform import transform
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TG_80 = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/orders-80/0123456789abcdef"
+TG_443 = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/orders-443/fedcba9876543210"
+ALB = "internal-orders-123.us-east-1.elb.amazonaws.com"
+
+# Every optional part switched on.
+PARAMETERS = {
+    "Mappings": f"{ALB}|{TG_80}|80,{ALB}|{TG_443}|443",
+    "CanaryTargets": '[{"name":"orders","url":"https://api.example.com/health"},'
+    '{"name":"billing","url":"https://billing.example.com/health"}]',
+    "CanaryEndpoints": "orders,billing",
+    "SubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "SecurityGroupIds": "sg-0123456789abcdef0",
+    "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+    "RecordName": "api.example.com",
+    "RecordTarget": "vpce-0123.execute-api.us-east-1.vpce.amazonaws.com",
+    "ExampleVpcEndpointDnsName": "vpce-0123.execute-api.us-east-1.vpce.amazonaws.com",
+    "ExampleVpcId": "vpc-0123456789abcdef0",
+    "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops",
+    "MetricsNamespace": "Tether",
+}
+REGION = "us-east-1"
+
+
+def load() -> dict:
+    return yaml_parse((ROOT / "template.yaml").read_text())
+
+
+def _substitute(node, name: str, value: str):
+    """One Fn::ForEach iteration: ${name} and &{name} in keys and Fn::Sub
+    strings, and Ref to the identifier."""
+    alnum = re.sub(r"[^0-9A-Za-z]", "", value)
+
+    def text(s: str) -> str:
+        return s.replace("${" + name + "}", value).replace("&{" + name + "}", alnum)
+
+    if isinstance(node, list):
+        return [_substitute(v, name, value) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if node.keys() == {"Ref"} and node["Ref"] == name:
+        return value
+    out = {}
+    for k, v in node.items():
+        if k == "Fn::Sub":
+            v = text(v) if isinstance(v, str) else [text(v[0]), *[_substitute(x, name, value) for x in v[1:]]]
+            out[k] = v
+        else:
+            out[text(k)] = _substitute(v, name, value)
+    if out.keys() == {"Ref"} and isinstance(out["Ref"], dict) and "Fn::Sub" in out["Ref"]:
+        inner = out["Ref"]["Fn::Sub"]
+        if isinstance(inner, str) and "${" not in inner:
+            return {"Ref": inner}
+    return out
+
+
+def expand_foreach(section: dict, params: dict, declared: dict) -> dict:
+    out = {}
+    for key, value in section.items():
+        if not key.startswith("Fn::ForEach::"):
+            out[key] = value
+            continue
+        name, collection, fragment = value
+        if isinstance(collection, dict) and "Ref" in collection:
+            raw = params.get(collection["Ref"], declared[collection["Ref"]].get("Default", ""))
+            collection = raw.split(",")
+        for item in collection:
+            for k, v in _substitute(copy.deepcopy(fragment), name, item).items():
+                assert k not in out, f"duplicate logical id {k}"
+                out[k] = v
+    return out
+
+
+def render(parameters: dict | None = None) -> dict:
+    """The transformed template, as CloudFormation would deploy it."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    params = {**PARAMETERS, **(parameters or {})}
+    template = load()
+    for section in ("Conditions", "Resources", "Outputs"):
+        template[section] = expand_foreach(template.get(section, {}), params, template["Parameters"])
+    template["Transform"] = "AWS::Serverless-2016-10-31"
+    # As after `sam package`: the code is in S3.
+    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/tether.zip"
+    return transform(template, params, _NoManagedPolicies())
+
+
+class _NoManagedPolicies:
+    """The template names no managed policy by name; SAM's own defaults need no lookup."""
+
+    def load(self):
+        return {}
