@@ -280,7 +280,7 @@ impl Mapping {
     }
 }
 
-fn parse_record_types(list: &[String]) -> Result<Vec<RecordKind>, String> {
+pub fn parse_record_types(list: &[String]) -> Result<Vec<RecordKind>, String> {
     let mut kinds = BTreeSet::new();
     for item in list {
         let kind = match item.to_ascii_uppercase().as_str() {

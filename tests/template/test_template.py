@@ -78,7 +78,7 @@ def test_only_actions_without_resource_level_permissions_are_on_star(rendered):
 
 
 def test_metrics_only_into_the_namespace(rendered):
-    for role in ["TargetSyncFunctionRole", "HealthCanaryFunctionRole", "CustomResourcesFunctionRole"]:
+    for role in ["TargetSyncFunctionRole", "HealthCanaryFunctionRole"]:
         metric = [s for s in statements_of(rendered, role) if "cloudwatch:PutMetricData" in as_list(s["Action"])]
         assert metric, role
         for s in metric:
@@ -107,7 +107,10 @@ def test_s3_only_on_the_state_bucket(rendered):
                 text = json.dumps(s["Resource"])
                 assert "StateBucket" in text and "*\"" not in text.replace("/*\"", "").replace("}*\"", ""), f"{role}: {text}"
     sync = actions(statements_of(rendered, "TargetSyncFunctionRole"))
-    assert {a for a in sync if a.startswith("s3:")} == {"s3:GetObject", "s3:PutObject"}
+    assert {a for a in sync if a.startswith("s3:")} == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    listing = [s for s in statements_of(rendered, "TargetSyncFunctionRole") if s["Action"] == "s3:ListBucket"]
+    assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${StatePrefix}*"}}}
+    assert "cloudwatch:PutMetricData" not in actions(statements_of(rendered, "CustomResourcesFunctionRole"))
     assert not any(a.startswith("s3:") for a in actions(statements_of(rendered, "HealthCanaryFunctionRole")))
 
 
@@ -150,6 +153,12 @@ def test_each_mapping_and_endpoint_gets_its_resources(rendered):
     syncs = [v for v in res.values() if v["Type"] == "Custom::TargetSync"]
     entries = {f"{ALB}|{TG_80}|80", f"{ALB}|{TG_443}|443"}
     assert {json.dumps(v["Properties"]["TargetGroupArn"]) for v in syncs} == {json.dumps({"Fn::Select": [1, {"Fn::Split": ["|", e]}]}) for e in entries}
+    for sync in syncs:
+        # Ordered after its own policy, and deleted before the bucket is emptied.
+        policy = res[sync["Properties"]["After"]["Ref"]]
+        assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+        assert policy["Properties"]["PolicyDocument"]["Statement"][0]["Resource"] == sync["Properties"]["TargetGroupArn"]
+        assert sync["Properties"]["StateBucket"]["Fn::If"][1] == {"Fn::GetAtt": ["EmptyStateBucketOnDelete", "BucketName"]}
     checks = {k: v for k, v in res.items() if v["Type"] == "AWS::Route53::HealthCheck"}
     assert set(checks) == {"EndpointHealthCheckorders", "EndpointHealthCheckbilling", "FailoverHealthCheck"}
     for check in checks.values():

@@ -1,7 +1,113 @@
-//! The custom-resources part of the demo (written with custom-resources).
+//! The custom-resources part of the demo: CloudFormation events, as the
+//! service sends them, against the real binary; each response is read back
+//! from the pre-signed S3 URL it was PUT to, as CloudFormation reads it.
 
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::heading;
+use crate::cfn::{self, Responses};
+use crate::lambda::FunctionProcess;
 use crate::moto::BoxError;
+use crate::world::{BUCKET, World};
+
+const VPCE: &str = "vpce-0a1b2c3d4e5f6a7b8-1x2y3z4w.execute-api.us-east-1.vpce.amazonaws.com";
+const ALB: &str = "internal-orders-alb-1234567890.us-east-1.elb.amazonaws.com";
+
+/// Sends the event `make(url)` and returns the response CloudFormation reads.
+async fn send(
+    f: &FunctionProcess,
+    responses: &Responses,
+    make: impl FnOnce(&str) -> Value,
+) -> Result<Value, BoxError> {
+    let (key, url) = responses.url().await?;
+    let event = make(&url);
+    println!(
+        "-> {} {} ({})",
+        event["RequestType"].as_str().unwrap_or("?"),
+        event["ResourceType"].as_str().unwrap_or("?"),
+        event["LogicalResourceId"].as_str().unwrap_or("?")
+    );
+    let invocation = f.invoke(event, Duration::from_secs(30)).await?;
+    let stored = responses
+        .read(&key)
+        .await?
+        .ok_or_else(|| format!("no response arrived: {:?}\n{}", invocation.result, f.logs()))?;
+    println!(
+        "<- {} {} ({} bytes PUT to the pre-signed URL)",
+        stored.body["Status"].as_str().unwrap_or("?"),
+        stored.body["PhysicalResourceId"].as_str().unwrap_or("?"),
+        stored.bytes.len()
+    );
+    if let Some(reason) = stored.body["Reason"].as_str() {
+        println!("   Reason: {reason}");
+    }
+    Ok(stored.body)
+}
 
 pub async fn run() -> Result<(), BoxError> {
+    heading(
+        "custom-resources: CloudFormation custom resources, answered through a pre-signed S3 URL",
+    );
+    let w = World::start().await?;
+    let responses = Responses::new(&w.s3).await?;
+    let f = w
+        .spawn(
+            "custom-resources",
+            &w.env(&[("ALLOW_INSECURE_RESPONSE_URL", "true")]),
+        )
+        .await?;
+
+    println!("Custom::DnsAddresses: the private IPs of an execute-api VPC endpoint");
+    w.answer(VPCE, &["10.0.2.41", "10.0.1.17"]);
+    let props = json!({"Hostname": VPCE, "MinCount": "2"});
+    let out = send(&f, &responses, |url| {
+        cfn::create("Custom::DnsAddresses", "ApiEndpointIps", &props, url)
+    })
+    .await?;
+    println!("   Data: {}", out["Data"]);
+    println!(
+        "   !Split [\",\", !GetAtt ApiEndpointIps.Addresses] -> {}\n",
+        out["Data"]["Addresses"]
+    );
+
+    println!("Custom::TargetSync: the first sync at deploy time");
+    let tg = w.target_group("orders-nlb-80", 80).await?;
+    w.answer(ALB, &["10.0.1.10", "10.0.2.10", "10.0.1.11"]);
+    println!("   target group before: {:?}", w.targets(&tg).await?);
+    let props = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80", "StateBucket": BUCKET});
+    let out = send(&f, &responses, |url| {
+        cfn::create("Custom::TargetSync", "SyncOrders80", &props, url)
+    })
+    .await?;
+    println!("   Data: {}", out["Data"]);
+    println!("   target group after Create: {:?}", w.targets(&tg).await?);
+    let id = out["PhysicalResourceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    send(&f, &responses, |url| {
+        cfn::delete("Custom::TargetSync", "SyncOrders80", &id, &props, url)
+    })
+    .await?;
+    println!("   target group after Delete: {:?}", w.targets(&tg).await?);
+    println!("   state objects left: {:?}\n", w.keys().await?);
+
+    println!("A Create with a bad property, and the Delete CloudFormation sends after it");
+    let bad =
+        json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "eighty", "StateBucket": BUCKET});
+    let out = send(&f, &responses, |url| {
+        cfn::create("Custom::TargetSync", "SyncBad", &bad, url)
+    })
+    .await?;
+    let id = out["PhysicalResourceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    send(&f, &responses, |url| {
+        cfn::delete("Custom::TargetSync", "SyncBad", &id, &bad, url)
+    })
+    .await?;
     Ok(())
 }

@@ -1,0 +1,198 @@
+//! The production [`Handler`]: the resource types, dispatched on
+//! `ResourceType`, with the AWS clients and the resolver built at cold start.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use tokio::time::Instant;
+
+use super::dispatch::{Applied, Failure, Handler};
+use super::event::{Request, RequestType};
+use super::{dns_addresses, empty_bucket, target_sync};
+use crate::aws::s3_client;
+use crate::config::{ConfigError, DnsSettings, Vars, dns_settings};
+use crate::dns::HickoryDns;
+use crate::elb::Elb;
+use crate::fields::parse_bool;
+
+/// Every resource type this function serves.
+pub const TYPES: [&str; 3] = [dns_addresses::TYPE, empty_bucket::TYPE, target_sync::TYPE];
+
+/// The function's settings, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `ALLOW_INSECURE_RESPONSE_URL=true`: http response URLs to loopback hosts.
+    pub allow_insecure: bool,
+    /// `DNS_SERVERS`, `DNS_TIMEOUT_MS`: the default resolver.
+    pub dns: DnsSettings,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars(|name: &str| std::env::var(name).ok()))
+    }
+
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+        let allow_insecure = match vars.get("ALLOW_INSECURE_RESPONSE_URL") {
+            None => false,
+            Some(text) => parse_bool(&text).ok_or_else(|| {
+                ConfigError::new(
+                    "ALLOW_INSECURE_RESPONSE_URL",
+                    format!("expected true or false, got \"{text}\""),
+                )
+            })?,
+        };
+        Ok(Settings {
+            allow_insecure,
+            dns: dns_settings(vars)?,
+        })
+    }
+}
+
+pub struct AwsResources {
+    dns: HickoryDns,
+    dns_timeout: Duration,
+    elb: Elb,
+    s3: aws_sdk_s3::Client,
+}
+
+impl AwsResources {
+    pub fn from_sdk(sdk: &SdkConfig, settings: &Settings) -> Result<Self, lambda_runtime::Error> {
+        Ok(Self {
+            dns: HickoryDns::new(&settings.dns)?,
+            dns_timeout: settings.dns.timeout,
+            elb: Elb::new(aws_sdk_elasticloadbalancingv2::Client::new(sdk)),
+            s3: s3_client(sdk),
+        })
+    }
+
+    /// A resolver for the resource's `DnsServers`, or the function's.
+    fn resolver(
+        &self,
+        servers: &[std::net::SocketAddr],
+    ) -> Result<target_sync::Resolver<'_>, Failure> {
+        if servers.is_empty() {
+            return Ok(target_sync::Resolver::Shared(&self.dns));
+        }
+        let settings = DnsSettings {
+            servers: servers.to_vec(),
+            timeout: self.dns_timeout,
+        };
+        HickoryDns::new(&settings)
+            .map(|dns| target_sync::Resolver::Own(Box::new(dns)))
+            .map_err(|e| {
+                Failure(format!(
+                    "ResourceProperties.DnsServers: cannot use them: {e}"
+                ))
+            })
+    }
+
+    async fn dns_addresses(
+        &self,
+        request: &Request,
+        deadline: Instant,
+    ) -> Result<Applied, Failure> {
+        let props = dns_addresses::Props::read(&request.properties)?;
+        if request.request_type == RequestType::Delete {
+            // A lookup creates nothing.
+            return Ok(Applied {
+                physical_id: props.physical_id(),
+                ..Applied::default()
+            });
+        }
+        let dns = self.resolver(&props.servers)?;
+        let addrs = dns_addresses::resolve_at_least(&dns, &props, deadline).await?;
+        Ok(Applied {
+            physical_id: props.physical_id(),
+            data: dns_addresses::data(&addrs),
+            note: None,
+        })
+    }
+
+    async fn target_sync(&self, request: &Request, deadline: Instant) -> Result<Applied, Failure> {
+        let props = target_sync::Props::read(&request.properties)?;
+        if request.request_type == RequestType::Delete {
+            return target_sync::delete(&self.elb, &self.s3, &props).await;
+        }
+        // Old properties that no longer parse (an older version of this
+        // function accepted them) only mean there is no state to move.
+        let old = request
+            .old_properties
+            .as_ref()
+            .and_then(|old| target_sync::Props::read(old).ok());
+        let clients = target_sync::Clients {
+            dns: self.resolver(&props.servers)?,
+            dns_timeout: self.dns_timeout,
+            elb: &self.elb,
+            s3: &self.s3,
+        };
+        target_sync::apply(clients, &props, old.as_ref(), deadline).await
+    }
+
+    async fn empty_bucket(&self, request: &Request, deadline: Instant) -> Result<Applied, Failure> {
+        let props = empty_bucket::Props::read(&request.properties)?;
+        match request.request_type {
+            RequestType::Delete => empty_bucket::delete(&self.s3, &props, deadline).await,
+            // Nothing to do but validate; the name is returned so that a
+            // template can reference the bucket through this resource (and
+            // CloudFormation then deletes those resources before emptying).
+            RequestType::Create | RequestType::Update => Ok(Applied {
+                physical_id: props.physical_id(),
+                data: [("BucketName".to_owned(), props.bucket.clone())].into(),
+                note: None,
+            }),
+        }
+    }
+}
+
+impl Handler for AwsResources {
+    async fn apply(&self, request: &Request, deadline: Instant) -> Result<Applied, Failure> {
+        match request.resource_type.as_str() {
+            dns_addresses::TYPE => self.dns_addresses(request, deadline).await,
+            target_sync::TYPE => self.target_sync(request, deadline).await,
+            empty_bucket::TYPE => self.empty_bucket(request, deadline).await,
+            // This function never created a resource of another type.
+            other if request.request_type == RequestType::Delete => Ok(Applied {
+                physical_id: request.physical_id.clone().unwrap_or_default(),
+                data: Default::default(),
+                note: Some(format!(
+                    "nothing to delete: ResourceType \"{other}\" is not served by this function"
+                )),
+            }),
+            other => Err(Failure(format!(
+                "ResourceType: \"{}\" is not served by this function (it serves {})",
+                crate::fields::shorten(other),
+                TYPES.join(", ")
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_vars(&Vars(|n: &str| map.get(n).cloned()))
+    }
+
+    #[test]
+    fn settings_from_the_environment() {
+        assert!(!settings(&[]).unwrap().allow_insecure);
+        assert!(
+            settings(&[("ALLOW_INSECURE_RESPONSE_URL", "TRUE")])
+                .unwrap()
+                .allow_insecure
+        );
+        let err = settings(&[("ALLOW_INSECURE_RESPONSE_URL", "yes")]).unwrap_err();
+        assert_eq!(err.location, "ALLOW_INSECURE_RESPONSE_URL");
+        let s = settings(&[("DNS_SERVERS", "127.0.0.1:5353"), ("DNS_TIMEOUT_MS", "300")]).unwrap();
+        assert_eq!(s.dns.servers.len(), 1);
+        assert_eq!(s.dns.timeout, Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,766 @@
+//! custom-resources end to end: the built binary under the Runtime API
+//! emulator, fed CloudFormation events whose `ResponseURL` is a pre-signed
+//! PUT URL of moto's S3; each test reads the response object back and checks
+//! it as CloudFormation would. moto for ELB/S3, a real DNS server on loopback.
+//! The dispatcher's panic and hang handling is driven at the library level
+//! with handlers that panic or hang (no test switches in production code).
+
+use std::time::Duration;
+
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tether_shared::cfn::dispatch::{Applied, Failure, Handler};
+use tether_shared::cfn::event::Request;
+use tether_shared::cfn::{Dispatcher, Responder};
+use tether_tests::cfn::{self, FlakyProxy, Responses, STACK_ID, Stored};
+use tether_tests::dns::Answer;
+use tether_tests::lambda::{FunctionProcess, Invocation};
+use tether_tests::moto::BoxError;
+use tether_tests::world::{BUCKET, World, ips};
+
+const DNS: &str = "Custom::DnsAddresses";
+const SYNC: &str = "Custom::TargetSync";
+const EMPTY: &str = "Custom::EmptyBucket";
+const VPCE: &str = "vpce-0a1b2c3d-4e5f6a7b.execute-api.us-east-1.vpce.amazonaws.com";
+const ALB: &str = "internal-api-alb-1234567890.us-east-1.elb.amazonaws.com";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+type R = Result<(), BoxError>;
+
+struct Setup {
+    w: World,
+    responses: Responses,
+    f: FunctionProcess,
+}
+
+/// One answered event: what the invocation returned and what CloudFormation reads.
+struct Reply {
+    invocation: Invocation,
+    stored: Stored,
+}
+
+impl Reply {
+    fn body(&self) -> &Value {
+        &self.stored.body
+    }
+    fn status(&self) -> &str {
+        self.body()["Status"].as_str().unwrap_or("")
+    }
+    fn id(&self) -> &str {
+        self.body()["PhysicalResourceId"].as_str().unwrap_or("")
+    }
+    fn reason(&self) -> &str {
+        self.body()["Reason"].as_str().unwrap_or("")
+    }
+}
+
+async fn setup_with(env: &[(&str, &str)]) -> Result<Setup, BoxError> {
+    let w = World::start().await?;
+    let responses = Responses::new(&w.s3).await?;
+    let f = w.spawn("custom-resources", &w.env(env)).await?;
+    Ok(Setup { w, responses, f })
+}
+
+async fn setup() -> Result<Setup, BoxError> {
+    setup_with(&[("ALLOW_INSECURE_RESPONSE_URL", "true")]).await
+}
+
+impl Setup {
+    /// Invokes with the event `make(url)` and reads the one response back,
+    /// checking what every response must hold.
+    async fn send_within(
+        &self,
+        timeout: Duration,
+        make: impl FnOnce(&str) -> Value,
+    ) -> Result<Reply, BoxError> {
+        let (key, url) = self.responses.url().await?;
+        let event = make(&url);
+        let invocation = self.f.invoke(event.clone(), timeout).await?;
+        let stored = self.responses.read(&key).await?.ok_or_else(|| {
+            format!(
+                "no response was PUT; invocation: {:?}\nlogs:\n{}",
+                invocation.result,
+                self.f.logs()
+            )
+        })?;
+        let body = &stored.body;
+        assert!(stored.bytes.len() <= 4096, "{} bytes", stored.bytes.len());
+        assert_eq!(body["StackId"], STACK_ID);
+        assert_eq!(body["RequestId"], event["RequestId"]);
+        assert_eq!(body["LogicalResourceId"], event["LogicalResourceId"]);
+        assert!(
+            body["PhysicalResourceId"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "{body}"
+        );
+        match body["Status"].as_str() {
+            Some("SUCCESS") => {}
+            Some("FAILED") => assert!(
+                body["Reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "{body}"
+            ),
+            _ => return Err(format!("bad status in {body}").into()),
+        }
+        if let Some(id) = event["PhysicalResourceId"].as_str()
+            && event["RequestType"] == "Delete"
+        {
+            assert_eq!(
+                body["PhysicalResourceId"], id,
+                "a Delete answers with the id it was sent"
+            );
+        }
+        // The invocation succeeded because the response was delivered.
+        let result = invocation
+            .result
+            .as_ref()
+            .map_err(|e| format!("invocation failed: {e}"))?;
+        assert_eq!(result["status"], body["Status"]);
+        Ok(Reply { invocation, stored })
+    }
+
+    async fn send(&self, make: impl FnOnce(&str) -> Value) -> Result<Reply, BoxError> {
+        self.send_within(TIMEOUT, make).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_addresses_create_update_delete() -> R {
+    let s = setup().await?;
+    s.w.answer(VPCE, &["10.0.2.7", "10.0.1.5", "10.0.10.9"]);
+    s.w.answer("other.example.com", &["10.0.3.3"]);
+    let props = json!({"Hostname": VPCE, "MinCount": "3"});
+
+    let created = s
+        .send(|url| cfn::create(DNS, "EndpointIps", &props, url))
+        .await?;
+    assert_eq!(created.status(), "SUCCESS", "{}", created.body());
+    let id = format!("tether-dns:{VPCE}:A");
+    assert_eq!(created.id(), id);
+    assert_eq!(
+        created.body()["Data"],
+        json!({"Addresses": "10.0.1.5,10.0.2.7,10.0.10.9", "Count": "3",
+               "Address1": "10.0.1.5", "Address2": "10.0.2.7", "Address3": "10.0.10.9"})
+    );
+
+    // Waiting differently, same name: updated in place, same id.
+    let dns_server = s.w.dns.addr().to_string();
+    let waited = json!({"Hostname": VPCE, "MinCount": 1, "DnsServers": [dns_server]});
+    let updated = s
+        .send(|url| cfn::update(DNS, "EndpointIps", &id, &waited, &props, url))
+        .await?;
+    assert_eq!((updated.status(), updated.id()), ("SUCCESS", id.as_str()));
+    assert_eq!(updated.body()["Data"]["Count"], "3");
+
+    // Another name: a new id, so CloudFormation replaces the resource.
+    let other = json!({"Hostname": "other.example.com"});
+    let replaced = s
+        .send(|url| cfn::update(DNS, "EndpointIps", &id, &other, &waited, url))
+        .await?;
+    assert_eq!(replaced.status(), "SUCCESS");
+    assert_eq!(replaced.id(), "tether-dns:other.example.com:A");
+    assert_eq!(replaced.body()["Data"]["Addresses"], "10.0.3.3");
+
+    let deleted = s
+        .send(|url| cfn::delete(DNS, "EndpointIps", &id, &waited, url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS");
+    assert!(deleted.body().get("Data").is_none());
+
+    // The log names the request and never shows the signature.
+    let logs = s.f.logs();
+    assert!(logs.contains("\"answered\""), "{logs}");
+    assert!(logs.contains("Custom::DnsAddresses"), "{logs}");
+    assert!(
+        !logs.contains("X-Amz-Signature"),
+        "the pre-signed URL leaked into the logs:\n{logs}"
+    );
+    Ok(())
+}
+
+async fn register_foreign(w: &World, tg: &str, ip: &str, port: i32) -> R {
+    w.elb
+        .register_targets()
+        .target_group_arn(tg)
+        .targets(TargetDescription::builder().id(ip).port(port).build())
+        .send()
+        .await?;
+    Ok(())
+}
+
+fn sync_key(prefix: &str, tg: &str, port: u16) -> String {
+    let resource = tg.splitn(6, ':').nth(5).unwrap_or(tg);
+    format!("{prefix}{resource}/{ALB}/{port}.json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_sync_create_update_delete() -> R {
+    let s = setup().await?;
+    let w = &s.w;
+    let tg = w.target_group("api-80", 80).await?;
+    // Registered by someone else: the custom resource must leave it alone.
+    register_foreign(w, &tg, "10.0.9.9", 80).await?;
+    w.answer(ALB, &["10.0.1.10", "10.0.2.20"]);
+    let props = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80", "StateBucket": BUCKET,
+                       "DeregisterAfter": "1", "RecordTypes": ["A"]});
+
+    let created = s
+        .send(|url| cfn::create(SYNC, "SyncApi80", &props, url))
+        .await?;
+    assert_eq!(
+        created.status(),
+        "SUCCESS",
+        "{}\n{}",
+        created.body(),
+        s.f.logs()
+    );
+    let resource = tg.splitn(6, ':').nth(5).unwrap_or_default();
+    let id = format!("tether-sync:{resource}:{ALB}:80");
+    assert_eq!(created.id(), id);
+    let first_key = sync_key("custom-resources/target-sync/", &tg, 80);
+    assert_eq!(
+        created.body()["Data"],
+        json!({"Addresses": "10.0.1.10,10.0.2.20", "Registered": "10.0.1.10:80,10.0.2.20:80",
+               "Targets": "3", "StateObject": format!("s3://{BUCKET}/{first_key}")})
+    );
+    assert_eq!(
+        w.targets(&tg).await?,
+        ["10.0.1.10:80", "10.0.2.20:80", "10.0.9.9:80"]
+    );
+    let state = w.state(&first_key).await?.ok_or("no state object")?;
+    assert_eq!(state["owned"], json!(["10.0.1.10:80", "10.0.2.20:80"]));
+
+    // DNS changed and the state moves to another prefix: same id, one sync
+    // right away, the state (with what the mapping owns) moves along.
+    w.answer(ALB, &["10.0.2.20", "10.0.1.30"]);
+    let moved = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": 80, "StateBucket": BUCKET,
+                       "DeregisterAfter": 1, "StatePrefix": "stacks/tether/"});
+    let updated = s
+        .send(|url| cfn::update(SYNC, "SyncApi80", &id, &moved, &props, url))
+        .await?;
+    assert_eq!(
+        (updated.status(), updated.id()),
+        ("SUCCESS", id.as_str()),
+        "{}",
+        updated.body()
+    );
+    assert!(
+        updated.reason().contains("state moved"),
+        "{}",
+        updated.body()
+    );
+    assert_eq!(
+        w.targets(&tg).await?,
+        ["10.0.1.30:80", "10.0.2.20:80", "10.0.9.9:80"]
+    );
+    let moved_key = sync_key("stacks/tether/", &tg, 80);
+    assert_eq!(w.state(&first_key).await?, None);
+    let state = w.state(&moved_key).await?.ok_or("state not moved")?;
+    assert_eq!(state["owned"], json!(["10.0.1.30:80", "10.0.2.20:80"]));
+
+    // Delete removes what it registered, and its state; nothing else.
+    let deleted = s
+        .send(|url| cfn::delete(SYNC, "SyncApi80", &id, &moved, url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
+    assert_eq!(w.targets(&tg).await?, ["10.0.9.9:80"]);
+    assert_eq!(w.state(&moved_key).await?, None);
+
+    // Deleting again (already gone) is success.
+    let again = s
+        .send(|url| cfn::delete(SYNC, "SyncApi80", &id, &moved, url))
+        .await?;
+    assert_eq!(again.status(), "SUCCESS", "{}", again.body());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_sync_replacement_and_delete_of_a_removed_group() -> R {
+    let s = setup().await?;
+    let w = &s.w;
+    let blue = w.target_group("api-blue", 443).await?;
+    let green = w.target_group("api-green", 443).await?;
+    w.answer(ALB, &["10.0.1.10"]);
+    let on_blue =
+        json!({"DnsName": ALB, "TargetGroupArn": blue, "Port": "443", "StateBucket": BUCKET});
+    let on_green =
+        json!({"DnsName": ALB, "TargetGroupArn": green, "Port": "443", "StateBucket": BUCKET});
+    let created = s
+        .send(|url| cfn::create(SYNC, "Sync", &on_blue, url))
+        .await?;
+    assert_eq!(created.status(), "SUCCESS", "{}", created.body());
+    let old_id = created.id().to_owned();
+
+    // Another target group is another resource: a new id, synced at once.
+    let replaced = s
+        .send(|url| cfn::update(SYNC, "Sync", &old_id, &on_green, &on_blue, url))
+        .await?;
+    assert_eq!(replaced.status(), "SUCCESS", "{}", replaced.body());
+    assert_ne!(replaced.id(), old_id);
+    assert!(replaced.id().contains("api-green"), "{}", replaced.id());
+    assert_eq!(w.targets(&green).await?, ["10.0.1.10:443"]);
+    assert_eq!(w.targets(&blue).await?, ["10.0.1.10:443"]);
+    // CloudFormation then deletes the old resource, with its properties.
+    let old_deleted = s
+        .send(|url| cfn::delete(SYNC, "Sync", &old_id, &on_blue, url))
+        .await?;
+    assert_eq!(old_deleted.status(), "SUCCESS", "{}", old_deleted.body());
+    assert_eq!(w.targets(&blue).await?, Vec::<String>::new());
+    assert_eq!(w.targets(&green).await?, ["10.0.1.10:443"]);
+
+    // The target group is deleted before the resource: still success, state gone.
+    w.elb
+        .delete_target_group()
+        .target_group_arn(&green)
+        .send()
+        .await?;
+    let new_id = replaced.id().to_owned();
+    let deleted = s
+        .send(|url| cfn::delete(SYNC, "Sync", &new_id, &on_green, url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
+    assert_eq!(w.keys().await?, Vec::<String>::new());
+    Ok(())
+}
+
+async fn put(w: &World, bucket: &str, key: &str, body: &str) -> R {
+    w.s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.as_bytes().to_vec()))
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn versions(w: &World, bucket: &str) -> Result<usize, BoxError> {
+    let out = w.s3.list_object_versions().bucket(bucket).send().await?;
+    Ok(out.versions().len() + out.delete_markers().len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_bucket_removes_every_version_and_delete_marker() -> R {
+    let s = setup().await?;
+    let w = &s.w;
+    let bucket = "tether-stack-state";
+    tether_tests::aws::create_bucket(&w.s3, bucket).await?;
+    w.s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await?;
+    put(w, bucket, "target-sync/a.json", "1").await?;
+    put(w, bucket, "target-sync/a.json", "2").await?;
+    put(w, bucket, "target-sync/b.json", "1").await?;
+    w.s3.delete_object()
+        .bucket(bucket)
+        .key("target-sync/b.json")
+        .send()
+        .await?;
+    put(w, bucket, "gone.json", "1").await?;
+    w.s3.delete_object()
+        .bucket(bucket)
+        .key("gone.json")
+        .send()
+        .await?;
+    let listed = w.s3.list_object_versions().bucket(bucket).send().await?;
+    assert_eq!(
+        (listed.versions().len(), listed.delete_markers().len()),
+        (4, 2)
+    );
+
+    let props = json!({"BucketName": bucket});
+    let created = s
+        .send(|url| cfn::create(EMPTY, "EmptyState", &props, url))
+        .await?;
+    assert_eq!(created.status(), "SUCCESS", "{}", created.body());
+    let id = format!("tether-empty-bucket:{bucket}");
+    assert_eq!(created.id(), id);
+    assert_eq!(versions(w, bucket).await?, 6, "Create only validates");
+    let updated = s
+        .send(|url| cfn::update(EMPTY, "EmptyState", &id, &props, &props, url))
+        .await?;
+    assert_eq!((updated.status(), updated.id()), ("SUCCESS", id.as_str()));
+
+    let deleted = s
+        .send(|url| cfn::delete(EMPTY, "EmptyState", &id, &props, url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
+    assert_eq!(versions(w, bucket).await?, 0);
+    // Now CloudFormation can delete the bucket, and a repeated Delete is success.
+    w.s3.delete_bucket().bucket(bucket).send().await?;
+    let again = s
+        .send(|url| cfn::delete(EMPTY, "EmptyState", &id, &props, url))
+        .await?;
+    assert_eq!(again.status(), "SUCCESS", "{}", again.body());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_bucket_empties_an_unversioned_bucket_of_more_than_one_batch() -> R {
+    let s = setup().await?;
+    let w = &s.w;
+    let bucket = "plain-bucket";
+    tether_tests::aws::create_bucket(&w.s3, bucket).await?;
+    let puts = futures_util::stream::iter(0..1005)
+        .map(|n| async move { put(w, bucket, &format!("k/{n:04}"), "x").await })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    puts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let props = json!({"BucketName": bucket});
+    let id = format!("tether-empty-bucket:{bucket}");
+    let deleted = s
+        .send(|url| cfn::delete(EMPTY, "Empty", &id, &props, url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
+    assert!(
+        deleted.reason().contains("deleted 1005"),
+        "{}",
+        deleted.body()
+    );
+    let left = w.s3.list_objects_v2().bucket(bucket).send().await?;
+    assert_eq!(left.key_count(), Some(0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_create_answers_a_marker_whose_delete_touches_nothing() -> R {
+    let s = setup().await?;
+    let w = &s.w;
+    // A TargetSync whose name does not resolve: FAILED, nothing registered.
+    let tg = w.target_group("api-80", 80).await?;
+    w.dns.set(ALB, Answer::ServFail);
+    let props = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80", "StateBucket": BUCKET});
+    let created = s
+        .send(|url| cfn::create(SYNC, "SyncApi80", &props, url))
+        .await?;
+    assert_eq!(created.status(), "FAILED");
+    assert!(created.reason().contains("SERVFAIL"), "{}", created.body());
+    let request_id = created.body()["RequestId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(created.id(), format!("tether-failed-create-{request_id}"));
+
+    // Meanwhile the group has a target and DNS works: a Delete that ran the
+    // handler could deregister; with the marker it touches nothing.
+    register_foreign(w, &tg, "10.0.1.10", 80).await?;
+    w.answer(ALB, &["10.0.1.10"]);
+    let marker = created.id().to_owned();
+    let deleted = s
+        .send(|url| cfn::delete(SYNC, "SyncApi80", &marker, &props, url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
+    assert_eq!(w.targets(&tg).await?, ["10.0.1.10:80"]);
+
+    // An EmptyBucket whose Create failed on its properties: the Delete with
+    // the same properties would fail again if it reached the handler.
+    let bad = json!({"BucketName": "Not_A_Bucket"});
+    let created = s.send(|url| cfn::create(EMPTY, "Empty", &bad, url)).await?;
+    assert_eq!(created.status(), "FAILED");
+    let marker = created.id().to_owned();
+    assert!(marker.starts_with("tether-failed-create-"), "{marker}");
+    let deleted = s
+        .send(|url| cfn::delete(EMPTY, "Empty", &marker, &bad, url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_types_and_bad_properties_fail_naming_them() -> R {
+    let s = setup().await?;
+    let unknown = s
+        .send(|url| cfn::create("Custom::Nope", "Thing", &json!({}), url))
+        .await?;
+    assert_eq!(unknown.status(), "FAILED");
+    assert!(
+        unknown.reason().contains("\"Custom::Nope\"")
+            && unknown.reason().contains("Custom::TargetSync"),
+        "{}",
+        unknown.body()
+    );
+    assert!(unknown.id().starts_with("tether-failed-create-"));
+    let marker = unknown.id().to_owned();
+    let deleted = s
+        .send(|url| cfn::delete("Custom::Nope", "Thing", &marker, &json!({}), url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS");
+
+    let tg =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api-80/50dc6c495c0c9188";
+    let cases = [
+        (
+            DNS,
+            json!({"Hostname": VPCE, "MinCount": "zero"}),
+            "ResourceProperties.MinCount",
+            "\"zero\"",
+        ),
+        (
+            DNS,
+            json!({"MinCount": "1"}),
+            "ResourceProperties.Hostname",
+            "required",
+        ),
+        (
+            SYNC,
+            json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "0", "StateBucket": BUCKET}),
+            "ResourceProperties.Port",
+            "\"0\"",
+        ),
+        (
+            SYNC,
+            json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80"}),
+            "ResourceProperties.StateBucket",
+            "required",
+        ),
+        (
+            SYNC,
+            json!({"DnsName": ALB, "TargetGroupArn": "my-tg", "Port": "80", "StateBucket": BUCKET}),
+            "ResourceProperties.TargetGroupArn",
+            "my-tg",
+        ),
+        (
+            EMPTY,
+            json!({"BucketName": "b", "Versions": "all"}),
+            "ResourceProperties.BucketName",
+            "\"b\"",
+        ),
+        (
+            EMPTY,
+            json!({"BucketName": "bucket-1", "Versions": "all"}),
+            "ResourceProperties.Versions",
+            "unknown",
+        ),
+    ];
+    for (rtype, props, location, needle) in cases {
+        let a = s.send(|url| cfn::create(rtype, "Bad", &props, url)).await?;
+        assert_eq!(a.status(), "FAILED", "{props}");
+        assert!(
+            a.reason().starts_with(location) && a.reason().contains(needle),
+            "{props}: {}",
+            a.reason()
+        );
+    }
+
+    // A failed Update keeps the id it had.
+    s.w.answer(VPCE, &["10.0.1.5"]);
+    let good = json!({"Hostname": VPCE});
+    let created = s.send(|url| cfn::create(DNS, "Ips", &good, url)).await?;
+    let id = created.id().to_owned();
+    let bad = json!({"Hostname": VPCE, "RecordTypes": "A,MX"});
+    let updated = s
+        .send(|url| cfn::update(DNS, "Ips", &id, &bad, &good, url))
+        .await?;
+    assert_eq!((updated.status(), updated.id()), ("FAILED", id.as_str()));
+    assert!(
+        updated.reason().contains("RecordTypes") && updated.reason().contains("MX"),
+        "{}",
+        updated.reason()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_about_to_pass_answers_failed_before_it() -> R {
+    let s = setup().await?;
+    s.w.answer(VPCE, &["10.0.1.5", "10.0.2.6"]);
+    let props = json!({"Hostname": VPCE, "MinCount": "3"});
+    let function_timeout = Duration::from_secs(8);
+    let a = s
+        .send_within(function_timeout, |url| cfn::create(DNS, "Ips", &props, url))
+        .await?;
+    assert_eq!(a.status(), "FAILED");
+    assert!(
+        a.reason().contains("MinCount is 3") && a.reason().contains("deadline"),
+        "{}",
+        a.reason()
+    );
+    assert!(a.reason().contains("10.0.1.5, 10.0.2.6"), "{}", a.reason());
+    // Answered (and the invocation ended) before Lambda's deadline.
+    assert!(
+        a.invocation.duration < function_timeout,
+        "{:?}",
+        a.invocation.duration
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_url_that_fails_twice_is_retried_without_content_type() -> R {
+    let s = setup().await?;
+    s.w.answer(VPCE, &["10.0.1.5"]);
+    let proxy = FlakyProxy::start(2, &s.w.moto.endpoint()).await?;
+    let (key, url) = s.responses.url().await?;
+    let event = cfn::create(
+        DNS,
+        "Ips",
+        &json!({"Hostname": VPCE}),
+        &proxy.url_for(&url)?,
+    );
+    let invocation = s.f.invoke(event, TIMEOUT).await?;
+    let result = invocation
+        .result
+        .map_err(|e| format!("invocation failed: {e}\n{}", s.f.logs()))?;
+    assert_eq!(result["attempts"], 3);
+    let stored = s
+        .responses
+        .read(&key)
+        .await?
+        .ok_or("no response arrived through the proxy")?;
+    assert_eq!(stored.body["Status"], "SUCCESS");
+    let seen = proxy.seen();
+    assert_eq!(
+        seen.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 503, 200]
+    );
+    for request in &seen {
+        assert_eq!(request.method, "PUT");
+        assert_eq!(request.content_type, None, "no content type may be sent");
+        assert_eq!(request.content_length, Some(stored.bytes.len().to_string()));
+        assert_eq!(request.body_len, stored.bytes.len());
+    }
+    assert!(!s.f.logs().contains("X-Amz-Signature"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_data_is_dropped_with_an_explanation_and_the_body_fits() -> R {
+    let s = setup().await?;
+    let many: Vec<String> = (0..200)
+        .map(|n| format!("10.0.{}.{}", n / 100, n % 100 + 1))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    s.w.dns.set(VPCE, Answer::Addrs(ips(&many)));
+    let a = s
+        .send(|url| cfn::create(DNS, "Ips", &json!({"Hostname": VPCE, "MinCount": 200}), url))
+        .await?;
+    assert_eq!(a.status(), "FAILED", "{}", a.body());
+    assert!(a.body().get("Data").is_none());
+    assert!(
+        a.reason().contains("202 attributes") && a.reason().contains("4096"),
+        "{}",
+        a.reason()
+    );
+    assert!(a.stored.bytes.len() <= 4096);
+    assert_eq!(
+        a.invocation
+            .result
+            .as_ref()
+            .map(|r| r["data_dropped"].clone())
+            .ok(),
+        Some(json!(true))
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_response_urls_are_refused_without_the_flag() -> R {
+    // No ALLOW_INSECURE_RESPONSE_URL: moto's http URL must not be used.
+    let s = setup_with(&[]).await?;
+    s.w.answer(VPCE, &["10.0.1.5"]);
+    for flag_free in [true, false] {
+        let (key, url) = s.responses.url().await?;
+        let url = if flag_free {
+            url
+        } else {
+            url.replacen("http://", "ftp://", 1)
+        };
+        let event = cfn::create(DNS, "Ips", &json!({"Hostname": VPCE}), &url);
+        let invocation = s.f.invoke(event, TIMEOUT).await?;
+        let error = invocation
+            .result
+            .err()
+            .ok_or("the invocation should fail")?;
+        assert_eq!(error["errorType"], "ResponseUrlRefused", "{error}");
+        assert!(!error.to_string().contains("X-Amz-Signature"), "{error}");
+        assert_eq!(s.responses.read(&key).await?.map(|r| r.body), None);
+    }
+    let logs = s.f.logs();
+    assert!(logs.contains("response URL refused"), "{logs}");
+    assert!(!logs.contains("X-Amz-Signature"), "{logs}");
+    assert_eq!(s.responses.keys().await?, Vec::<String>::new());
+    Ok(())
+}
+
+/// A handler that panics, and one that never finishes.
+enum Misbehaving {
+    Panics,
+    Hangs,
+}
+
+impl Handler for Misbehaving {
+    async fn apply(&self, _: &Request, _: tokio::time::Instant) -> Result<Applied, Failure> {
+        match self {
+            Misbehaving::Panics => panic!("index out of bounds: the len is 0 but the index is 0"),
+            Misbehaving::Hangs => std::future::pending().await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatcher_answers_when_the_handler_panics_or_hangs() -> R {
+    let moto = tether_tests::moto::Moto::start().await?;
+    let sdk = moto.sdk_config().await;
+    let responses = Responses::new(&moto.s3(&sdk)).await?;
+
+    let panics = Dispatcher::new(Misbehaving::Panics, Responder::new()?, true);
+    let (key, url) = responses.url().await?;
+    let event = cfn::create(DNS, "Ips", &json!({"Hostname": VPCE}), &url);
+    let answered = panics
+        .answer(&event, tokio::time::Instant::now() + TIMEOUT)
+        .await?;
+    let stored = responses
+        .read(&key)
+        .await?
+        .ok_or("no response after a panic")?
+        .body;
+    assert_eq!(stored["Status"], "FAILED");
+    assert_eq!(
+        stored["PhysicalResourceId"],
+        format!(
+            "tether-failed-create-{}",
+            event["RequestId"].as_str().unwrap_or("")
+        )
+    );
+    let reason = stored["Reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("panicked") && reason.contains("index out of bounds"),
+        "{reason}"
+    );
+    assert_eq!(answered.reason.as_deref(), Some(reason));
+
+    // An Update that hangs: FAILED before the deadline, keeping its id.
+    let hangs = Dispatcher::new(Misbehaving::Hangs, Responder::new()?, true);
+    let (key, url) = responses.url().await?;
+    let event = cfn::update(SYNC, "Sync", "tether-sync:x", &json!({}), &json!({}), &url);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(7);
+    hangs.answer(&event, deadline).await?;
+    assert!(
+        tokio::time::Instant::now() < deadline,
+        "answered after the deadline"
+    );
+    let stored = responses
+        .read(&key)
+        .await?
+        .ok_or("no response after a hang")?
+        .body;
+    assert_eq!(stored["Status"], "FAILED");
+    assert_eq!(stored["PhysicalResourceId"], "tether-sync:x");
+    assert!(
+        stored["Reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deadline"),
+        "{stored}"
+    );
+    Ok(())
+}
