@@ -1,2 +1,19 @@
-//! health-canary (placeholder: being written).
-fn main() {}
+//! health-canary: probes private HTTP(S) endpoints and publishes the metrics
+//! that drive Route 53 failover. Configuration and behaviour: see the README;
+//! the logic is in `tether_shared::canary`.
+
+use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
+use serde_json::Value;
+use tether_shared::aws;
+use tether_shared::canary::{AwsCanary, CanaryConfig};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    // Validate before any client exists: a bad value fails the cold start.
+    let config = CanaryConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let sdk = aws::sdk_config().await;
+    let canary = AwsCanary::from_sdk(config, &sdk)?;
+    run(service_fn(|event: LambdaEvent<Value>| canary.handle(event))).await
+}

@@ -1,0 +1,834 @@
+//! health-canary configuration from the environment, validated at cold start.
+//!
+//! `CANARY_TARGETS` is a JSON array of endpoints; `PROBES_PER_INVOCATION`
+//! and `PROBE_INTERVAL_MS` space the probe rounds of one invocation;
+//! `DNS_SERVERS`, `DNS_TIMEOUT_MS` and `METRICS_NAMESPACE` are read as for
+//! target-sync.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::Value;
+
+use crate::config::{ConfigError, DnsSettings, Vars, dns_settings, namespace};
+use crate::fields::{Fields, shorten, show};
+
+pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
+pub const DEFAULT_PROBES: u64 = 1;
+pub const DEFAULT_INTERVAL_MS: u64 = 10_000;
+/// The longest an invocation may plan to probe: the Lambda maximum is 15
+/// minutes, and one minute is kept for the last round and publishing.
+pub const MAX_PLANNED: Duration = Duration::from_secs(14 * 60);
+/// Endpoints per function: every round's metrics go out in one call.
+pub const MAX_ENDPOINTS: usize = 150;
+const TIMEOUT_RANGE: RangeInclusive<u64> = 1..=60_000;
+
+/// The whole health-canary configuration.
+#[derive(Debug, Clone)]
+pub struct CanaryConfig {
+    pub endpoints: Vec<Endpoint>,
+    /// Probe rounds per invocation.
+    pub probes_per_invocation: u32,
+    /// From the start of one round to the start of the next.
+    pub probe_interval: Duration,
+    pub dns: DnsSettings,
+    pub namespace: String,
+}
+
+/// One probed endpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The metric dimension `Endpoint`.
+    pub name: String,
+    pub url: Url,
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub expect_status: StatusSet,
+    pub body_contains: Option<String>,
+    /// Bounds connect, TLS and the response together.
+    pub timeout: Duration,
+    /// Connect here instead of resolving the URL's host (which stays the
+    /// SNI name and the Host header).
+    pub connect_to: Option<SocketAddr>,
+    /// PEM text of extra trusted CAs, already checked to parse.
+    pub ca_bundle: Option<String>,
+}
+
+impl Endpoint {
+    pub fn is_https(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+}
+
+/// Accepted status codes: inclusive ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSet(Vec<RangeInclusive<u16>>);
+
+impl StatusSet {
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&status))
+    }
+
+    /// Parses `200`, `200-299`, `200-299, 301` (items separated by commas).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let items: Vec<&str> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Err(format!("\"{}\" names no status code", shorten(text)));
+        }
+        let mut ranges = Vec::new();
+        for item in items {
+            let (low, high) = match item.split_once('-') {
+                Some((low, high)) => (low.trim(), high.trim()),
+                None => (item, item),
+            };
+            let code = |s: &str| s.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+            match (code(low), code(high)) {
+                (Some(low), Some(high)) if low <= high => ranges.push(low..=high),
+                _ => {
+                    return Err(format!(
+                        "\"{}\" is not a status code (100-599) or a range such as 200-299",
+                        shorten(item)
+                    ));
+                }
+            }
+        }
+        Ok(StatusSet(ranges))
+    }
+
+    /// From JSON: a number, a string of items, or an array of either.
+    fn from_json(value: &Value) -> Result<Self, String> {
+        let text = match value {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            Value::Array(items) if !items.is_empty() => {
+                let parts: Option<Vec<String>> = items
+                    .iter()
+                    .map(|item| match item {
+                        Value::Number(n) => Some(n.to_string()),
+                        Value::String(s) if !s.contains(',') => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                parts
+                    .ok_or_else(|| {
+                        format!(
+                            "expected status codes or ranges such as \"200-299\", got {}",
+                            show(value)
+                        )
+                    })?
+                    .join(",")
+            }
+            other => {
+                return Err(format!(
+                    "expected a status code, a range such as \"200-299\" or a list of them, got {}",
+                    show(other)
+                ));
+            }
+        };
+        Self::parse(&text)
+    }
+}
+
+impl fmt::Display for StatusSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| match r.start() == r.end() {
+                true => r.start().to_string(),
+                false => format!("{}-{}", r.start(), r.end()),
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl CanaryConfig {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars(|name: &str| std::env::var(name).ok()))
+    }
+
+    /// Reads the configuration through `vars` (tests pass a map).
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+        let json = vars.get("CANARY_TARGETS").ok_or_else(|| {
+            ConfigError::new(
+                "CANARY_TARGETS",
+                "is not set: give a JSON array of endpoints such as [{\"name\": \"api\", \"url\": \"https://api.example.com/health\"}]",
+            )
+        })?;
+        let endpoints = parse_targets(&json)?;
+        let probes = env_number(vars, "PROBES_PER_INVOCATION", 1..=900)?.unwrap_or(DEFAULT_PROBES);
+        let interval_ms =
+            env_number(vars, "PROBE_INTERVAL_MS", 1000..=840_000)?.unwrap_or(DEFAULT_INTERVAL_MS);
+        let planned = Duration::from_millis(probes * interval_ms);
+        if probes > 1 && planned > MAX_PLANNED {
+            return Err(ConfigError::new(
+                "PROBES_PER_INVOCATION",
+                format!(
+                    "{probes} probes every {interval_ms} ms plan {} s of probing, more than the {} s an invocation may plan (Lambda runs at most 15 minutes)",
+                    planned.as_secs(),
+                    MAX_PLANNED.as_secs()
+                ),
+            ));
+        }
+        if probes > 1 {
+            let interval = Duration::from_millis(interval_ms);
+            if let Some((i, e)) = endpoints
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.timeout > interval)
+            {
+                return Err(ConfigError::new(
+                    "PROBE_INTERVAL_MS",
+                    format!(
+                        "{interval_ms} ms is shorter than CANARY_TARGETS[{i}].timeout_ms ({} ms): a round must fit in the interval",
+                        e.timeout.as_millis()
+                    ),
+                ));
+            }
+        }
+        Ok(CanaryConfig {
+            endpoints,
+            probes_per_invocation: probes as u32,
+            probe_interval: Duration::from_millis(interval_ms),
+            dns: dns_settings(vars)?,
+            namespace: namespace(vars)?,
+        })
+    }
+
+    /// The longest probe timeout of any endpoint.
+    pub fn longest_timeout(&self) -> Duration {
+        self.endpoints
+            .iter()
+            .map(|e| e.timeout)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+fn env_number<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    name: &str,
+    range: RangeInclusive<u64>,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(text) = vars.get(name) else {
+        return Ok(None);
+    };
+    match text.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(ConfigError::new(
+            name,
+            format!(
+                "expected a whole number from {} to {}, got \"{}\"",
+                range.start(),
+                range.end(),
+                shorten(&text)
+            ),
+        )),
+    }
+}
+
+fn parse_targets(json: &str) -> Result<Vec<Endpoint>, ConfigError> {
+    let value: Value = serde_json::from_str(json).map_err(|e| {
+        ConfigError::new(
+            "CANARY_TARGETS",
+            format!("is not valid JSON ({e}): {}", shorten(json)),
+        )
+    })?;
+    let Value::Array(items) = &value else {
+        return Err(ConfigError::new(
+            "CANARY_TARGETS",
+            format!("expected a JSON array of endpoints, got {}", shorten(json)),
+        ));
+    };
+    if items.is_empty() {
+        return Err(ConfigError::new("CANARY_TARGETS", "is an empty array"));
+    }
+    if items.len() > MAX_ENDPOINTS {
+        return Err(ConfigError::new(
+            "CANARY_TARGETS",
+            format!(
+                "has {} endpoints; one function probes at most {MAX_ENDPOINTS} (use a second function)",
+                items.len()
+            ),
+        ));
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut endpoints = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let endpoint = Endpoint::from_json(&format!("CANARY_TARGETS[{i}]"), item)?;
+        if let Some(first) = names.insert(endpoint.name.clone(), i) {
+            return Err(ConfigError::new(
+                format!("CANARY_TARGETS[{i}].name"),
+                format!(
+                    "\"{}\" is already the name of CANARY_TARGETS[{first}]: names are the metric dimension and must be unique",
+                    shorten(&endpoint.name)
+                ),
+            ));
+        }
+        endpoints.push(endpoint);
+    }
+    Ok(endpoints)
+}
+
+const FIELDS: [&str; 9] = [
+    "body_contains",
+    "ca_bundle",
+    "connect_to",
+    "expect_status",
+    "headers",
+    "method",
+    "name",
+    "timeout_ms",
+    "url",
+];
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+impl Endpoint {
+    /// One element of `CANARY_TARGETS`; `location` names it in messages.
+    pub fn from_json(location: &str, value: &Value) -> Result<Self, ConfigError> {
+        // `headers` and `expect_status` are not plain scalars: read them from
+        // the object directly and leave the rest to `Fields`.
+        let mut rest = value.clone();
+        let (raw_headers, raw_status) = match &mut rest {
+            Value::Object(map) => (map.remove("headers"), map.remove("expect_status")),
+            _ => (None, None),
+        };
+        let mut f = Fields::new(location, &rest)?;
+        let name = f.required_string("name")?;
+        if name.chars().count() > 255 {
+            return Err(ConfigError::new(
+                f.at("name"),
+                format!("\"{}\" is longer than 255 characters", shorten(&name)),
+            ));
+        }
+        let url = parse_url(&f.at("url"), &f.required_string("url")?)?;
+        let method = match f.string("method")? {
+            None => Method::GET,
+            Some(m) => {
+                let upper = m.to_ascii_uppercase();
+                if !METHODS.contains(&upper.as_str()) {
+                    return Err(ConfigError::new(
+                        f.at("method"),
+                        format!("\"{}\" is not one of {}", shorten(&m), METHODS.join(", ")),
+                    ));
+                }
+                Method::from_bytes(upper.as_bytes())
+                    .map_err(|e| ConfigError::new(f.at("method"), e.to_string()))?
+            }
+        };
+        let body_contains = f.string("body_contains")?;
+        if body_contains.is_some() && method == Method::HEAD {
+            return Err(ConfigError::new(
+                f.at("body_contains"),
+                "cannot be checked with method HEAD (a HEAD response has no body)",
+            ));
+        }
+        let timeout_ms = f
+            .number("timeout_ms", TIMEOUT_RANGE)?
+            .unwrap_or(DEFAULT_TIMEOUT_MS);
+        let connect_to = match f.string("connect_to")? {
+            None => None,
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(addr) if addr.port() != 0 => Some(addr),
+                _ => {
+                    return Err(ConfigError::new(
+                        f.at("connect_to"),
+                        format!(
+                            "\"{}\" is not ip:port (such as 10.0.1.25:443 or [fd00::1]:443)",
+                            shorten(&text)
+                        ),
+                    ));
+                }
+            },
+        };
+        if let (Some(addr), Some(port)) = (connect_to, url.port())
+            && addr.port() != port
+        {
+            return Err(ConfigError::new(
+                f.at("connect_to"),
+                format!(
+                    "port {} differs from the URL's port {port}: leave the port out of the URL to connect to another port",
+                    addr.port()
+                ),
+            ));
+        }
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        if connect_to.is_some() && host.parse::<std::net::IpAddr>().is_ok() {
+            return Err(ConfigError::new(
+                f.at("connect_to"),
+                format!(
+                    "is set but the URL's host {host} is an address already: put the address to connect to in the URL"
+                ),
+            ));
+        }
+        let ca_bundle = match f.string("ca_bundle")? {
+            None => None,
+            Some(pem) => Some(check_ca_bundle(&f.at("ca_bundle"), &pem)?),
+        };
+        let headers = match raw_headers {
+            None | Some(Value::Null) => HeaderMap::new(),
+            Some(value) => parse_headers(&f.at("headers"), &value)?,
+        };
+        let expect_status = match raw_status {
+            None | Some(Value::Null) => StatusSet(vec![200..=299]),
+            Some(value) => StatusSet::from_json(&value)
+                .map_err(|e| ConfigError::new(f.at("expect_status"), e))?,
+        };
+        if let Err(e) = f.finish() {
+            // `finish` lists only the fields it saw; name all of them.
+            return Err(ConfigError::new(
+                e.location,
+                format!("unknown field (known fields: {})", FIELDS.join(", ")),
+            ));
+        }
+        if ca_bundle.is_some() && url.scheme() != "https" {
+            return Err(ConfigError::new(
+                format!("{location}.ca_bundle"),
+                "is set but the URL is not https",
+            ));
+        }
+        Ok(Endpoint {
+            name,
+            url,
+            method,
+            headers,
+            expect_status,
+            body_contains,
+            timeout: Duration::from_millis(timeout_ms),
+            connect_to,
+            ca_bundle,
+        })
+    }
+}
+
+fn parse_url(location: &str, text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text).map_err(|e| {
+        ConfigError::new(
+            location,
+            format!("\"{}\" is not a URL ({e})", shorten(text)),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(
+            location,
+            format!(
+                "\"{}\" is not an http or https URL (scheme \"{}\")",
+                shorten(text),
+                url.scheme()
+            ),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(
+            location,
+            format!("\"{}\" has no host", shorten(text)),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(
+            location,
+            "contains credentials; send them with \"headers\" (the URL is logged)",
+        ));
+    }
+    Ok(url)
+}
+
+fn parse_headers(location: &str, value: &Value) -> Result<HeaderMap, ConfigError> {
+    let Value::Object(map) = value else {
+        return Err(ConfigError::new(
+            location,
+            format!(
+                "expected an object of header names and values, got {}",
+                show(value)
+            ),
+        ));
+    };
+    let mut headers = HeaderMap::new();
+    for (name, value) in map {
+        let at = format!("{location}.{name}");
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConfigError::new(&at, "is not a valid header name"))?;
+        let Value::String(text) = value else {
+            return Err(ConfigError::new(
+                &at,
+                format!("expected a string, got {}", show(value)),
+            ));
+        };
+        let header_value = HeaderValue::from_str(text).map_err(|_| {
+            ConfigError::new(&at, "is not a valid header value (control characters?)")
+        })?;
+        headers.append(header, header_value);
+    }
+    Ok(headers)
+}
+
+/// Checks that `pem` holds at least one certificate usable as a trust anchor.
+fn check_ca_bundle(location: &str, pem: &str) -> Result<String, ConfigError> {
+    let mut store = rustls::RootCertStore::empty();
+    for (n, cert) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
+        let cert = cert.map_err(|e| {
+            ConfigError::new(
+                location,
+                format!("certificate {} is not valid PEM ({e})", n + 1),
+            )
+        })?;
+        store.add(cert).map_err(|e| {
+            ConfigError::new(
+                location,
+                format!("certificate {} is not a usable CA certificate ({e})", n + 1),
+            )
+        })?;
+    }
+    if store.is_empty() {
+        return Err(ConfigError::new(
+            location,
+            format!(
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----): {}",
+                shorten(pem)
+            ),
+        ));
+    }
+    Ok(pem.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<CanaryConfig, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        CanaryConfig::from_vars(&Vars(|name: &str| map.get(name).cloned()))
+    }
+
+    fn targets(items: Value) -> String {
+        items.to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let t = targets(json!([{"name": "api", "url": "https://api.example.com/health"}]));
+        let c = config(&[("CANARY_TARGETS", &t)]).unwrap();
+        assert_eq!(c.probes_per_invocation, 1);
+        assert_eq!(c.probe_interval, Duration::from_secs(10));
+        assert_eq!(c.namespace, "Tether");
+        let e = &c.endpoints[0];
+        assert_eq!(e.method, Method::GET);
+        assert_eq!(e.timeout, Duration::from_millis(3000));
+        assert_eq!(e.expect_status.to_string(), "200-299");
+        assert!(e.headers.is_empty() && e.connect_to.is_none() && e.ca_bundle.is_none());
+        assert!(e.is_https());
+    }
+
+    #[test]
+    fn every_field() {
+        let t = targets(json!([{
+            "name": "orders-primary",
+            "url": "https://api.example.com/health",
+            "method": "head",
+            "headers": {"x-api-key": "k", "Accept": "application/json"},
+            "expect_status": [200, "301-302"],
+            "timeout_ms": "1500",
+            "connect_to": "10.0.1.25:443",
+        }, {
+            "name": "plain",
+            "url": "http://10.0.0.1:8080/",
+            "method": "POST",
+            "expect_status": "204, 400-404",
+            "body_contains": "ok",
+        }]));
+        let c = config(&[
+            ("CANARY_TARGETS", &t),
+            ("PROBES_PER_INVOCATION", "6"),
+            ("PROBE_INTERVAL_MS", "10000"),
+            ("METRICS_NAMESPACE", "Platform/Canary"),
+        ])
+        .unwrap();
+        let (a, b) = (&c.endpoints[0], &c.endpoints[1]);
+        assert_eq!(a.method, Method::HEAD);
+        assert_eq!(a.headers["x-api-key"], "k");
+        assert_eq!(a.headers["accept"], "application/json");
+        assert_eq!(a.expect_status.to_string(), "200,301-302");
+        assert_eq!(a.timeout, Duration::from_millis(1500));
+        assert_eq!(a.connect_to, Some("10.0.1.25:443".parse().unwrap()));
+        assert_eq!(b.method, Method::POST);
+        assert_eq!(b.body_contains.as_deref(), Some("ok"));
+        assert!(b.expect_status.contains(204) && b.expect_status.contains(401));
+        assert!(!b.expect_status.contains(200));
+        assert_eq!(c.probes_per_invocation, 6);
+        assert_eq!(c.longest_timeout(), Duration::from_millis(3000));
+    }
+
+    #[test]
+    fn status_sets() {
+        let s = StatusSet::parse("200-299").unwrap();
+        assert!(s.contains(200) && s.contains(299) && !s.contains(300) && !s.contains(199));
+        for bad in [
+            "",
+            "abc",
+            "99",
+            "600",
+            "300-200",
+            "200-",
+            "2OO",
+            "200-299-300",
+        ] {
+            assert!(StatusSet::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn status_ranges_contain_exactly_their_codes(low in 100u16..=599, len in 0u16..100, probe in 100u16..=599) {
+            let high = (low + len).min(599);
+            let s = StatusSet::parse(&format!(" {low} - {high} ")).unwrap();
+            prop_assert_eq!(s.contains(probe), (low..=high).contains(&probe));
+            let reparsed = StatusSet::parse(&s.to_string()).unwrap();
+            prop_assert_eq!(reparsed, s);
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_field_and_value() {
+        let one = |extra: Value| {
+            let mut item = json!({"name": "api", "url": "https://api.example.com/"});
+            if let (Value::Object(m), Value::Object(e)) = (&mut item, extra) {
+                m.extend(e);
+            }
+            targets(json!([item]))
+        };
+        type Case<'a> = (Vec<(&'a str, String)>, &'a str, &'a str);
+        let cases: Vec<Case> = vec![
+            (vec![], "CANARY_TARGETS", "not set"),
+            (
+                vec![("CANARY_TARGETS", "[{".into())],
+                "CANARY_TARGETS",
+                "not valid JSON",
+            ),
+            (
+                vec![("CANARY_TARGETS", "{}".into())],
+                "CANARY_TARGETS",
+                "array",
+            ),
+            (
+                vec![("CANARY_TARGETS", "[]".into())],
+                "CANARY_TARGETS",
+                "empty",
+            ),
+            (
+                vec![("CANARY_TARGETS", "[1]".into())],
+                "CANARY_TARGETS[0]",
+                "object",
+            ),
+            (
+                vec![("CANARY_TARGETS", targets(json!([{"url": "http://a/"}])))],
+                "CANARY_TARGETS[0].name",
+                "required",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"url": "ftp://a/"})))],
+                "CANARY_TARGETS[0].url",
+                "ftp://a/",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"url": "not a url"})))],
+                "CANARY_TARGETS[0].url",
+                "not a url",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"url": "https://u:p@a/"})))],
+                "CANARY_TARGETS[0].url",
+                "credentials",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"method": "FETCH"})))],
+                "CANARY_TARGETS[0].method",
+                "FETCH",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"expect_status": "2xx"})))],
+                "CANARY_TARGETS[0].expect_status",
+                "2xx",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"expect_status": {"a": 1}})))],
+                "CANARY_TARGETS[0].expect_status",
+                "{\"a\":1}",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"timeout_ms": 0})))],
+                "CANARY_TARGETS[0].timeout_ms",
+                "got 0",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"connect_to": "10.0.0.1"})))],
+                "CANARY_TARGETS[0].connect_to",
+                "10.0.0.1",
+            ),
+            (
+                vec![(
+                    "CANARY_TARGETS",
+                    one(json!({"url": "https://a:8443/", "connect_to": "10.0.0.1:443"})),
+                )],
+                "CANARY_TARGETS[0].connect_to",
+                "8443",
+            ),
+            (
+                vec![(
+                    "CANARY_TARGETS",
+                    one(json!({"url": "https://10.0.0.9/", "connect_to": "10.0.0.1:443"})),
+                )],
+                "CANARY_TARGETS[0].connect_to",
+                "10.0.0.9",
+            ),
+            (
+                vec![(
+                    "CANARY_TARGETS",
+                    one(json!({"url": "http://a/", "ca_bundle": "x"})),
+                )],
+                "CANARY_TARGETS[0].ca_bundle",
+                "no PEM certificate",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"ca_bundle": "hello"})))],
+                "CANARY_TARGETS[0].ca_bundle",
+                "no PEM certificate",
+            ),
+            (
+                vec![(
+                    "CANARY_TARGETS",
+                    one(
+                        json!({"ca_bundle": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}),
+                    ),
+                )],
+                "CANARY_TARGETS[0].ca_bundle",
+                "certificate 1",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"headers": {"bad name": "x"}})))],
+                "CANARY_TARGETS[0].headers.bad name",
+                "header name",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"headers": {"x": 1}})))],
+                "CANARY_TARGETS[0].headers.x",
+                "got 1",
+            ),
+            (
+                vec![(
+                    "CANARY_TARGETS",
+                    one(json!({"method": "HEAD", "body_contains": "x"})),
+                )],
+                "CANARY_TARGETS[0].body_contains",
+                "HEAD",
+            ),
+            (
+                vec![("CANARY_TARGETS", one(json!({"colour": "red"})))],
+                "CANARY_TARGETS[0].colour",
+                "expect_status, headers",
+            ),
+            (
+                vec![(
+                    "CANARY_TARGETS",
+                    targets(
+                        json!([{"name": "a", "url": "http://a/"}, {"name": "a", "url": "http://b/"}]),
+                    ),
+                )],
+                "CANARY_TARGETS[1].name",
+                "CANARY_TARGETS[0]",
+            ),
+            (
+                vec![
+                    ("CANARY_TARGETS", one(json!({}))),
+                    ("PROBES_PER_INVOCATION", "90".into()),
+                    ("PROBE_INTERVAL_MS", "10000".into()),
+                ],
+                "PROBES_PER_INVOCATION",
+                "900 s",
+            ),
+            (
+                vec![
+                    ("CANARY_TARGETS", one(json!({}))),
+                    ("PROBES_PER_INVOCATION", "0".into()),
+                ],
+                "PROBES_PER_INVOCATION",
+                "\"0\"",
+            ),
+            (
+                vec![
+                    ("CANARY_TARGETS", one(json!({}))),
+                    ("PROBE_INTERVAL_MS", "fast".into()),
+                ],
+                "PROBE_INTERVAL_MS",
+                "fast",
+            ),
+            (
+                vec![
+                    ("CANARY_TARGETS", one(json!({"timeout_ms": 5000}))),
+                    ("PROBES_PER_INVOCATION", "3".into()),
+                    ("PROBE_INTERVAL_MS", "2000".into()),
+                ],
+                "PROBE_INTERVAL_MS",
+                "timeout_ms",
+            ),
+            (
+                vec![
+                    ("CANARY_TARGETS", one(json!({}))),
+                    ("METRICS_NAMESPACE", "AWS/X".into()),
+                ],
+                "METRICS_NAMESPACE",
+                "AWS/X",
+            ),
+            (
+                vec![
+                    ("CANARY_TARGETS", one(json!({}))),
+                    ("DNS_SERVERS", "dns.google".into()),
+                ],
+                "DNS_SERVERS",
+                "dns.google",
+            ),
+        ];
+        for (vars, location, needle) in cases {
+            let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let err = config(&pairs).unwrap_err();
+            assert_eq!(err.location, location, "{err}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should mention {needle}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_connect_to_port_is_fine_when_the_url_has_none_or_the_same() {
+        let t = targets(json!([
+            {"name": "a", "url": "https://api.example.com/h", "connect_to": "127.0.0.1:8443"},
+            {"name": "b", "url": "https://api.example.com:8443/h", "connect_to": "127.0.0.1:8443"},
+        ]));
+        assert!(config(&[("CANARY_TARGETS", &t)]).is_ok());
+    }
+
+    #[test]
+    fn one_probe_may_plan_beyond_the_interval_rule() {
+        let t = targets(json!([{"name": "a", "url": "http://a/", "timeout_ms": 60000}]));
+        let c = config(&[("CANARY_TARGETS", &t), ("PROBE_INTERVAL_MS", "1000")]).unwrap();
+        assert_eq!(c.longest_timeout(), Duration::from_secs(60));
+    }
+}

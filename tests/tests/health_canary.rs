@@ -1,0 +1,767 @@
+//! health-canary end to end: the built binary under the Runtime API emulator,
+//! moto for CloudWatch, the DNS server fixture for names, and real HTTP and
+//! HTTPS servers on loopback with certificates from a test CA.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, Statistic};
+use serde_json::{Value, json};
+use tether_tests::dns::{Answer, DnsServer};
+use tether_tests::https::{Behaviour, TestCa, TestServer, refused_addr};
+use tether_tests::lambda::{FunctionProcess, Invocation, function_binary};
+use tether_tests::moto::{BoxError, Moto};
+use tether_tests::world::{ips, scheduled_event};
+
+type R = Result<(), BoxError>;
+
+/// The name every HTTPS endpoint's certificate is for.
+const API: &str = "api.example.test";
+const TIMEOUT: Duration = Duration::from_secs(30);
+const NAMESPACE: &str = "Tether/Canary";
+
+/// moto, the DNS server (API -> 127.0.0.1) and a CloudWatch client.
+struct Setup {
+    moto: Moto,
+    dns: DnsServer,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+impl Setup {
+    async fn start() -> Result<Setup, BoxError> {
+        let moto = Moto::start().await?;
+        let dns = DnsServer::start().await?;
+        dns.set(API, Answer::Addrs(ips(&["127.0.0.1"])));
+        let cloudwatch = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
+        Ok(Setup {
+            moto,
+            dns,
+            cloudwatch,
+        })
+    }
+
+    fn env(&self, targets: &Value, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = self.moto.env();
+        let dns = self.dns.addr().to_string();
+        let targets = targets.to_string();
+        for (k, v) in [
+            ("CANARY_TARGETS", targets.as_str()),
+            ("DNS_SERVERS", dns.as_str()),
+            ("DNS_TIMEOUT_MS", "500"),
+            ("METRICS_NAMESPACE", NAMESPACE),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        env
+    }
+
+    async fn spawn(&self, env: &[(String, String)]) -> Result<FunctionProcess, BoxError> {
+        FunctionProcess::spawn(&function_binary("health-canary"), env).await
+    }
+
+    /// One statistic of a metric of one endpoint over the last 10 minutes,
+    /// summed over periods (each test's data falls in one or two minutes).
+    async fn stat(
+        &self,
+        metric: &str,
+        endpoint: &str,
+        stat: Statistic,
+    ) -> Result<Option<f64>, BoxError> {
+        let now = SystemTime::now();
+        let out = self
+            .cloudwatch
+            .get_metric_statistics()
+            .namespace(NAMESPACE)
+            .metric_name(metric)
+            .dimensions(
+                Dimension::builder()
+                    .name("Endpoint")
+                    .value(endpoint)
+                    .build(),
+            )
+            .start_time((now - Duration::from_secs(600)).into())
+            .end_time((now + Duration::from_secs(60)).into())
+            .period(60)
+            .statistics(stat.clone())
+            .send()
+            .await?;
+        let values: Vec<f64> = out
+            .datapoints()
+            .iter()
+            .filter_map(|d| match stat {
+                Statistic::Average => d.average(),
+                Statistic::Maximum => d.maximum(),
+                Statistic::Minimum => d.minimum(),
+                Statistic::Sum => d.sum(),
+                _ => d.sample_count(),
+            })
+            .collect();
+        Ok(match (values.len(), stat) {
+            (0, _) => None,
+            (1, _) => Some(values[0]),
+            (_, Statistic::Sum | Statistic::SampleCount) => Some(values.iter().sum()),
+            (n, _) => return Err(format!("{metric}/{endpoint}: {n} periods, expected one").into()),
+        })
+    }
+}
+
+fn https_url(port: u16) -> String {
+    format!("https://{API}:{port}/health")
+}
+
+async fn ok_invoke(
+    f: &FunctionProcess,
+    timeout: Duration,
+) -> Result<(Value, Invocation), BoxError> {
+    let inv = f.invoke(scheduled_event(), timeout).await?;
+    let out = inv
+        .result
+        .clone()
+        .map_err(|e| format!("invocation failed: {e}\nlogs:\n{}", f.logs()))?;
+    Ok((out, inv))
+}
+
+fn endpoint<'a>(out: &'a Value, name: &str) -> Result<&'a Value, BoxError> {
+    out["endpoints"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["name"] == name))
+        .ok_or_else(|| format!("no endpoint {name} in {out}").into())
+}
+
+/// The JSON log lines of the probes of one endpoint.
+fn probe_lines(logs: &str, name: &str) -> Vec<Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "probe" && l["fields"]["endpoint"] == name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_http_and_https_endpoints_publish_success_latency_and_certificate_expiry() -> R {
+    let s = Setup::start().await?;
+    let ca = TestCa::new("tether test CA")?;
+    let tls = TestServer::https(Behaviour::ok(), &ca.issue_valid(&[API], 45)?).await?;
+    let plain = TestServer::http(Behaviour::status(204, "")).await?;
+    let targets = json!([
+        {"name": "orders-https", "url": https_url(tls.port()), "ca_bundle": ca.pem(),
+         "method": "GET", "headers": {"x-api-key": "k-123"}, "body_contains": "healthy"},
+        {"name": "orders-http", "url": format!("http://{API}:{}/ping", plain.port()), "method": "POST"},
+    ]);
+    let f = s.spawn(&s.env(&targets, &[])).await?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+
+    assert_eq!(out["rounds"], 1);
+    let https = endpoint(&out, "orders-https")?;
+    assert_eq!(https["outcomes"], json!(["ok"]), "{out}");
+    assert_eq!(https["last_status"], 200);
+    let days = https["cert_expiry_days"].as_f64().ok_or("no expiry")?;
+    assert!((44.9..=45.0).contains(&days), "{days}");
+    let http = endpoint(&out, "orders-http")?;
+    assert_eq!(http["outcomes"], json!(["ok"]), "{out}");
+    assert_eq!(http["last_status"], 204);
+    assert!(http.get("cert_expiry_days").is_none());
+
+    // What the servers saw: the method, headers, and Host and SNI for the URL's name.
+    let seen = tls.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].path, "/health");
+    assert_eq!(seen[0].sni.as_deref(), Some(API));
+    assert_eq!(seen[0].host, Some(format!("{API}:{}", tls.port())));
+    assert_eq!(
+        seen[0].headers.get("x-api-key").map(String::as_str),
+        Some("k-123")
+    );
+    assert_eq!(plain.requests()[0].method, "POST");
+    // Concurrent identical queries are merged by the resolver: at least one.
+    assert!(
+        s.dns.queries_of(API, "A") >= 1,
+        "names are resolved through DNS_SERVERS"
+    );
+
+    // The metrics: namespace, the Endpoint dimension, values and counts.
+    for name in ["orders-https", "orders-http"] {
+        assert_eq!(
+            s.stat("Success", name, Statistic::Average).await?,
+            Some(1.0)
+        );
+        assert_eq!(
+            s.stat("Success", name, Statistic::SampleCount).await?,
+            Some(1.0)
+        );
+        let latency = s
+            .stat("Latency", name, Statistic::Maximum)
+            .await?
+            .ok_or("no latency")?;
+        assert!(latency > 0.0 && latency < 30_000.0, "{latency}");
+    }
+    let expiry = s
+        .stat("CertificateExpiryDays", "orders-https", Statistic::Minimum)
+        .await?
+        .ok_or("no expiry metric")?;
+    assert!((44.9..=45.0).contains(&expiry), "{expiry}");
+    assert_eq!(
+        s.stat("CertificateExpiryDays", "orders-http", Statistic::Minimum)
+            .await?,
+        None
+    );
+
+    // GetMetricData, as a dashboard reads it: the values and their count.
+    let now = SystemTime::now();
+    let stat = MetricStat::builder()
+        .metric(
+            Metric::builder()
+                .namespace(NAMESPACE)
+                .metric_name("Success")
+                .dimensions(
+                    Dimension::builder()
+                        .name("Endpoint")
+                        .value("orders-https")
+                        .build(),
+                )
+                .build(),
+        )
+        .period(60)
+        .stat("SampleCount")
+        .build();
+    let data = s
+        .cloudwatch
+        .get_metric_data()
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("success")
+                .metric_stat(stat)
+                .build(),
+        )
+        .start_time((now - Duration::from_secs(600)).into())
+        .end_time((now + Duration::from_secs(60)).into())
+        .send()
+        .await?;
+    let values: Vec<f64> = data
+        .metric_data_results()
+        .iter()
+        .flat_map(|r| r.values().to_vec())
+        .collect();
+    assert_eq!(values, [1.0]);
+
+    let listed = s
+        .cloudwatch
+        .list_metrics()
+        .namespace(NAMESPACE)
+        .send()
+        .await?;
+    let mut metrics: Vec<String> = listed
+        .metrics()
+        .iter()
+        .map(|m| {
+            let dims: Vec<String> = m
+                .dimensions()
+                .iter()
+                .map(|d| format!("{}={}", d.name().unwrap_or("?"), d.value().unwrap_or("?")))
+                .collect();
+            format!("{} {}", m.metric_name().unwrap_or("?"), dims.join(","))
+        })
+        .collect();
+    metrics.sort();
+    assert_eq!(
+        metrics,
+        [
+            "CertificateExpiryDays Endpoint=orders-https",
+            "Latency Endpoint=orders-http",
+            "Latency Endpoint=orders-https",
+            "Success Endpoint=orders-http",
+            "Success Endpoint=orders-https",
+        ]
+    );
+
+    // One structured log line per probe.
+    let lines = probe_lines(&f.logs(), "orders-https");
+    assert_eq!(lines.len(), 1, "{}", f.logs());
+    assert_eq!(lines[0]["fields"]["outcome"], "ok");
+    assert_eq!(lines[0]["fields"]["status"], 200);
+    assert!(lines[0]["fields"]["latency_ms"].is_u64());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_failure_is_a_metric_with_its_class_not_an_invocation_error() -> R {
+    let s = Setup::start().await?;
+    let ca = TestCa::new("tether test CA")?;
+    let other_ca = TestCa::new("somebody else's CA")?;
+    let good = ca.issue_valid(&[API], 90)?;
+    let healthy = TestServer::https(Behaviour::ok(), &good).await?;
+    let error500 = TestServer::https(Behaviour::status(500, "boom"), &good).await?;
+    let slow = TestServer::https(Behaviour::slow(Duration::from_secs(5)), &good).await?;
+    let hang = TestServer::https(Behaviour::Hang, &good).await?;
+    let unknown_ca = TestServer::https(Behaviour::ok(), &other_ca.issue_valid(&[API], 90)?).await?;
+    let wrong_name = TestServer::https(
+        Behaviour::ok(),
+        &ca.issue_valid(&["other.example.test"], 90)?,
+    )
+    .await?;
+    let expired = TestServer::https(Behaviour::ok(), &ca.issue_expired(&[API])?).await?;
+    let body = TestServer::https(Behaviour::status(200, "degraded"), &good).await?;
+    let trap = TestServer::http(Behaviour::ok()).await?;
+    let redirect = TestServer::https(
+        Behaviour::redirect(&format!("http://127.0.0.1:{}/", trap.port())),
+        &good,
+    )
+    .await?;
+    let plain_hang = TestServer::http(Behaviour::Hang).await?;
+    let refused = refused_addr()?;
+
+    let ep = |name: &str, port: u16| json!({"name": name, "url": https_url(port), "ca_bundle": ca.pem(), "timeout_ms": 1500});
+    let mut targets = vec![
+        ep("healthy", healthy.port()),
+        ep("error-500", error500.port()),
+        ep("slow", slow.port()),
+        ep("hang-tls", hang.port()),
+        ep("unknown-ca", unknown_ca.port()),
+        ep("wrong-name", wrong_name.port()),
+        ep("expired", expired.port()),
+        ep("redirect", redirect.port()),
+        ep("refused", refused.port()),
+        json!({"name": "hang-http", "url": format!("http://{API}:{}/", plain_hang.port()), "timeout_ms": 1500}),
+        json!({"name": "nxdomain", "url": "https://missing.example.test/health", "timeout_ms": 1500}),
+    ];
+    let mut with_body = ep("body", body.port());
+    with_body["body_contains"] = json!("healthy");
+    targets.push(with_body);
+    let f = s.spawn(&s.env(&Value::Array(targets), &[])).await?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+
+    let expected = [
+        ("healthy", "ok"),
+        ("error-500", "status"),
+        ("slow", "timeout"),
+        ("hang-tls", "timeout"),
+        ("unknown-ca", "tls_unknown_ca"),
+        ("wrong-name", "tls_wrong_name"),
+        ("expired", "tls_expired"),
+        ("redirect", "status"),
+        ("refused", "connect"),
+        ("hang-http", "timeout"),
+        ("nxdomain", "dns"),
+        ("body", "body"),
+    ];
+    for (name, class) in expected {
+        let e = endpoint(&out, name)?;
+        assert_eq!(e["outcomes"], json!([class]), "{name}: {e}");
+        let success = s.stat("Success", name, Statistic::Average).await?;
+        assert_eq!(
+            success,
+            Some(if class == "ok" { 1.0 } else { 0.0 }),
+            "{name}"
+        );
+        let latency = s.stat("Latency", name, Statistic::SampleCount).await?;
+        assert_eq!(
+            latency.is_some(),
+            class == "ok",
+            "{name}: latency only for successes"
+        );
+        let line = probe_lines(&f.logs(), name);
+        assert_eq!(line.len(), 1, "{name}");
+        if class != "ok" {
+            assert_eq!(line[0]["fields"]["class"], class, "{name}");
+            assert_eq!(line[0]["fields"]["outcome"], "fail", "{name}");
+        }
+    }
+    assert_eq!(endpoint(&out, "error-500")?["last_status"], 500);
+    assert_eq!(endpoint(&out, "redirect")?["last_status"], 302);
+    assert!(trap.requests().is_empty(), "the redirect was followed");
+    let message = endpoint(&out, "nxdomain")?["last_failure"]["message"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        message.contains("missing.example.test") && message.contains("NXDOMAIN"),
+        "{message}"
+    );
+    // The certificate of an endpoint that answered with the wrong status still counts.
+    assert!(
+        endpoint(&out, "error-500")?["cert_expiry_days"]
+            .as_f64()
+            .is_some()
+    );
+    assert_eq!(
+        hang.connections(),
+        1,
+        "the hanging server did accept the connection"
+    );
+    assert!(
+        slow.requests().len() == 1,
+        "the slow server got the request"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_keeps_the_url_host_for_sni_and_the_host_header() -> R {
+    let s = Setup::start().await?;
+    // The shared name resolves nowhere: only connect_to can reach the server.
+    s.dns.remove(API);
+    let ca = TestCa::new("tether test CA")?;
+    let server = TestServer::https(Behaviour::ok(), &ca.issue_valid(&[API], 30)?).await?;
+    let connect_to = format!("127.0.0.1:{}", server.port());
+    let targets = json!([
+        {"name": "primary", "url": https_url(server.port()), "connect_to": connect_to, "ca_bundle": ca.pem()},
+        // No port in the URL: connect_to's port is used, the Host header stays the bare name.
+        {"name": "primary-default-port", "url": format!("https://{API}/health"), "connect_to": connect_to, "ca_bundle": ca.pem()},
+        {"name": "by-name", "url": https_url(server.port()), "ca_bundle": ca.pem()},
+    ]);
+    let f = s.spawn(&s.env(&targets, &[])).await?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+
+    assert_eq!(
+        endpoint(&out, "primary")?["outcomes"],
+        json!(["ok"]),
+        "{out}"
+    );
+    assert_eq!(
+        endpoint(&out, "primary-default-port")?["outcomes"],
+        json!(["ok"]),
+        "{out}"
+    );
+    assert_eq!(
+        endpoint(&out, "by-name")?["outcomes"],
+        json!(["dns"]),
+        "{out}"
+    );
+    let mut seen: Vec<(Option<String>, Option<String>)> = server
+        .requests()
+        .into_iter()
+        .map(|r| (r.sni, r.host))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (Some(API.to_owned()), Some(API.to_owned())),
+            (
+                Some(API.to_owned()),
+                Some(format!("{API}:{}", server.port()))
+            ),
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_round_is_published_as_it_ends_and_the_minute_average_is_the_success_ratio() -> R {
+    let s = Setup::start().await?;
+    let server = TestServer::http(Behaviour::Statuses(vec![200, 500, 200])).await?;
+    let targets = json!([{"name": "flaky", "url": format!("http://{API}:{}/", server.port()), "timeout_ms": 1000}]);
+    let f = s
+        .spawn(&s.env(
+            &targets,
+            &[
+                ("PROBES_PER_INVOCATION", "3"),
+                ("PROBE_INTERVAL_MS", "2500"),
+            ],
+        ))
+        .await?;
+
+    // While the invocation runs, the first round's data must already be in CloudWatch.
+    let watch = async {
+        loop {
+            match s.stat("Success", "flaky", Statistic::SampleCount).await {
+                Ok(Some(n)) => return Ok::<f64, BoxError>(n),
+                Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let invocation = f.invoke(scheduled_event(), TIMEOUT);
+    tokio::pin!(invocation);
+    let early = tokio::select! {
+        seen = watch => Some(seen?),
+        done = &mut invocation => { done?; None }
+    };
+    let early = early.ok_or("the invocation ended before any metric was visible")?;
+    assert!(early < 3.0, "saw {early} samples while the invocation ran");
+    let out = invocation
+        .await?
+        .result
+        .map_err(|e| format!("invocation failed: {e}\n{}", f.logs()))?;
+
+    assert_eq!(out["rounds"], 3);
+    assert_eq!(
+        endpoint(&out, "flaky")?["outcomes"],
+        json!(["ok", "status", "ok"])
+    );
+    assert_eq!(endpoint(&out, "flaky")?["successes"], 2);
+    assert_eq!(server.requests().len(), 3);
+    assert_eq!(
+        s.stat("Success", "flaky", Statistic::SampleCount).await?,
+        Some(3.0)
+    );
+    assert_eq!(s.stat("Success", "flaky", Statistic::Sum).await?, Some(2.0));
+    assert_eq!(
+        s.stat("Latency", "flaky", Statistic::SampleCount).await?,
+        Some(2.0)
+    );
+    let average = s.stat("Success", "flaky", Statistic::Average).await?;
+    // All three rounds fall in one minute unless a minute boundary split them.
+    if let Some(average) = average {
+        assert!((average - 2.0 / 3.0).abs() < 1e-9, "{average}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_stop_before_the_lambda_deadline_and_the_invocation_still_answers() -> R {
+    let s = Setup::start().await?;
+    let hang = TestServer::http(Behaviour::Hang).await?;
+    let healthy = TestServer::http(Behaviour::ok()).await?;
+    let targets = json!([
+        {"name": "hang", "url": format!("http://{API}:{}/", hang.port()), "timeout_ms": 1000},
+        {"name": "healthy", "url": format!("http://{API}:{}/", healthy.port()), "timeout_ms": 1000},
+    ]);
+    let f = s
+        .spawn(&s.env(
+            &targets,
+            &[
+                ("PROBES_PER_INVOCATION", "10"),
+                ("PROBE_INTERVAL_MS", "1500"),
+            ],
+        ))
+        .await?;
+    // 10 rounds take 15 s; the function may run 9 s (3 s are kept for the answer).
+    let function_timeout = Duration::from_secs(9);
+    let (out, inv) = ok_invoke(&f, function_timeout).await?;
+    let rounds = out["rounds"].as_u64().ok_or("rounds")?;
+    assert!((1..10).contains(&rounds), "{out}");
+    assert_eq!(out["rounds_planned"], 10);
+    assert!(
+        out["note"].as_str().is_some_and(|n| n.contains("deadline")),
+        "{out}"
+    );
+    assert!(
+        inv.duration < function_timeout,
+        "answered after {:?}",
+        inv.duration
+    );
+    assert_eq!(
+        endpoint(&out, "healthy")?["successes"].as_u64(),
+        Some(rounds)
+    );
+    assert_eq!(
+        s.stat("Success", "hang", Statistic::SampleCount).await?,
+        Some(rounds as f64),
+        "every round that ran was published"
+    );
+
+    // A function timeout too short for even one round fails visibly.
+    let err = f
+        .invoke(scheduled_event(), Duration::from_secs(4))
+        .await?
+        .result
+        .err()
+        .ok_or("a run without any round should fail")?;
+    assert_eq!(err["errorType"], "CanaryFailed");
+    let message = err["errorMessage"].as_str().unwrap_or("");
+    assert!(message.contains("raise the function timeout"), "{message}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_is_read_up_to_64_kib_and_never_to_its_end() -> R {
+    let s = Setup::start().await?;
+    let endless = TestServer::http(Behaviour::Endless).await?;
+    let big = "x".repeat(70 * 1024) + "MARKER";
+    let late_marker = TestServer::http(Behaviour::status(200, &big)).await?;
+    let targets = json!([
+        {"name": "endless", "url": format!("http://{API}:{}/", endless.port()), "timeout_ms": 5000},
+        {"name": "endless-text", "url": format!("http://{API}:{}/", endless.port()), "body_contains": "xxxx", "timeout_ms": 5000},
+        {"name": "late-marker", "url": format!("http://{API}:{}/", late_marker.port()), "body_contains": "MARKER"},
+    ]);
+    let f = s.spawn(&s.env(&targets, &[])).await?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    assert_eq!(
+        endpoint(&out, "endless")?["outcomes"],
+        json!(["ok"]),
+        "{out}"
+    );
+    assert_eq!(
+        endpoint(&out, "endless-text")?["outcomes"],
+        json!(["ok"]),
+        "{out}"
+    );
+    let late = endpoint(&out, "late-marker")?;
+    assert_eq!(late["outcomes"], json!(["body"]), "{out}");
+    let message = late["last_failure"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("65536 bytes read"), "{message}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpublished_metrics_fail_the_invocation() -> R {
+    let s = Setup::start().await?;
+    let healthy = TestServer::http(Behaviour::ok()).await?;
+    let targets = json!([{"name": "healthy", "url": format!("http://{API}:{}/", healthy.port())}]);
+    let mut env = s.env(&targets, &[]);
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push((
+        "AWS_ENDPOINT_URL".into(),
+        format!("http://{}", refused_addr()?),
+    ));
+    let f = s.spawn(&env).await?;
+    let err = f
+        .invoke(scheduled_event(), TIMEOUT)
+        .await?
+        .result
+        .err()
+        .ok_or("the invocation should fail when CloudWatch is unreachable")?;
+    assert_eq!(err["errorType"], "CanaryFailed");
+    let message = err["errorMessage"].as_str().unwrap_or("");
+    assert!(
+        message.contains("metrics not published") && message.contains("cloudwatch:PutMetricData"),
+        "{message}"
+    );
+    assert_eq!(healthy.requests().len(), 1, "the probe itself ran");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_fails_the_cold_start_without_any_network_call() -> R {
+    let s = Setup::start().await?;
+    // Every AWS call and every probe would land on one of these; none may.
+    let aws_trap = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let probe_trap = TestServer::http(Behaviour::ok()).await?;
+    let url = format!("http://{API}:{}/", probe_trap.port());
+    let ok = |extra: Value| {
+        let mut item = json!({"name": "api", "url": url});
+        if let (Value::Object(m), Value::Object(e)) = (&mut item, extra) {
+            m.extend(e);
+        }
+        Value::Array(vec![item]).to_string()
+    };
+    type Case<'a> = (Vec<(&'a str, String)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("CANARY_TARGETS", "[{\"name\": \"api\"".into())],
+            "CANARY_TARGETS",
+            "not valid JSON",
+        ),
+        (
+            vec![(
+                "CANARY_TARGETS",
+                ok(json!({"url": "ftp://api.example.test/"})),
+            )],
+            "CANARY_TARGETS[0].url",
+            "ftp://api.example.test/",
+        ),
+        (
+            vec![("CANARY_TARGETS", ok(json!({"expect_status": "2xx"})))],
+            "CANARY_TARGETS[0].expect_status",
+            "2xx",
+        ),
+        (
+            vec![(
+                "CANARY_TARGETS",
+                ok(json!({"connect_to": "nlb.example.test:443"})),
+            )],
+            "CANARY_TARGETS[0].connect_to",
+            "nlb.example.test:443",
+        ),
+        (
+            vec![(
+                "CANARY_TARGETS",
+                ok(json!({"ca_bundle": "not a certificate"})),
+            )],
+            "CANARY_TARGETS[0].ca_bundle",
+            "no PEM certificate",
+        ),
+        (
+            vec![("CANARY_TARGETS", ok(json!({"insecure": true})))],
+            "CANARY_TARGETS[0].insecure",
+            "unknown field",
+        ),
+        (
+            vec![
+                ("CANARY_TARGETS", ok(json!({}))),
+                ("PROBES_PER_INVOCATION", "100".into()),
+            ],
+            "PROBES_PER_INVOCATION",
+            "840 s",
+        ),
+        (
+            vec![
+                ("CANARY_TARGETS", ok(json!({}))),
+                ("METRICS_NAMESPACE", "AWS/Lambda".into()),
+            ],
+            "METRICS_NAMESPACE",
+            "reserved",
+        ),
+        (
+            vec![("CANARY_TARGETS", String::new())],
+            "CANARY_TARGETS",
+            "not set",
+        ),
+    ];
+    for (vars, location, needle) in cases {
+        let mut env = s.env(&json!([]), &[]);
+        env.retain(|(k, _)| k != "CANARY_TARGETS" && k != "AWS_ENDPOINT_URL");
+        env.push((
+            "AWS_ENDPOINT_URL".into(),
+            format!("http://{}", aws_trap.local_addr()?),
+        ));
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let mut f = s.spawn(&env).await?;
+        let exit = f.wait_exit(Duration::from_secs(10)).await?;
+        assert!(!exit.status.success(), "{location}: should not start");
+        let logs = f.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("invalid configuration"))
+            .ok_or(format!("no error line: {logs}"))?;
+        assert!(
+            line.contains(&format!("{location}:")) && line.contains(needle),
+            "{line}"
+        );
+    }
+    let accepted = tokio::time::timeout(Duration::from_millis(200), aws_trap.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "an AWS call was made despite the bad configuration"
+    );
+    assert_eq!(
+        probe_trap.connections(),
+        0,
+        "a probe ran despite the bad configuration"
+    );
+    assert_eq!(
+        s.dns.queries(API),
+        0,
+        "a name was resolved despite the bad configuration"
+    );
+    Ok(())
+}
+
+/// The DER walk of `tether_shared::canary::cert` against certificates rcgen
+/// made with known dates (UTCTime up to 2049, GeneralizedTime from 2050).
+#[test]
+fn certificate_expiry_is_read_from_real_certificates() -> R {
+    use tether_shared::canary::cert::not_after;
+    let ca = TestCa::new("dates CA")?;
+    let at = |y: i32, m: u8, d: u8| -> Result<SystemTime, BoxError> {
+        let days = (rcgen::date_time_ymd(y, m, d) - rcgen::date_time_ymd(1970, 1, 1)).whole_days();
+        Ok(UNIX_EPOCH + Duration::from_secs(u64::try_from(days)? * 86_400))
+    };
+    for ((y, m, d), epoch) in [
+        ((2030, 6, 15), 1_907_712_000),
+        ((2049, 12, 31), 2_524_521_600),
+        ((2050, 1, 1), 2_524_608_000),
+        ((2100, 3, 1), 4_107_542_400),
+    ] {
+        let cert = ca.issue(&[API], at(2020, 1, 1)?, at(y, m, d)?)?;
+        assert_eq!(not_after(cert.leaf()), Ok(epoch), "{y}-{m}-{d}");
+    }
+    // An expired one and a one-second precision check.
+    let exact = UNIX_EPOCH + Duration::from_secs(1_700_000_123);
+    let cert = ca.issue(&[API], at(2020, 1, 1)?, exact)?;
+    assert_eq!(not_after(cert.leaf()), Ok(1_700_000_123));
+    Ok(())
+}
