@@ -66,6 +66,10 @@ pub struct Resolved {
     pub resolution: Resolution,
     pub lookups: u32,
     pub failures: Vec<(RecordKind, DnsFailure)>,
+    /// Every answer was full up to `max_lookups`: the name may have more
+    /// addresses than were seen (an ELB with more than 8 nodes, or a
+    /// resolver that cached one answer), so a missing address proves nothing.
+    pub saturated: bool,
 }
 
 impl Resolved {
@@ -99,14 +103,16 @@ pub async fn resolve<L: Lookup>(
     let mut addrs = BTreeSet::new();
     let mut lookups = 0;
     let mut failures = Vec::new();
-    for (kind, (found, count, failure)) in kinds.iter().zip(results) {
-        lookups += count;
-        addrs.extend(found);
-        if let Some(failure) = failure {
+    let mut saturated = false;
+    for (kind, answer) in kinds.iter().zip(results) {
+        lookups += answer.lookups;
+        saturated |= answer.saturated;
+        addrs.extend(answer.found);
+        if let Some(failure) = answer.failure {
             failures.push((*kind, failure));
         }
     }
-    let resolution = match (addrs.is_empty(), failures.is_empty()) {
+    let resolution = match (addrs.is_empty(), failures.is_empty() && !saturated) {
         (true, _) => Resolution::Failed,
         (false, true) => Resolution::Complete(addrs),
         (false, false) => Resolution::Partial(addrs),
@@ -115,7 +121,16 @@ pub async fn resolve<L: Lookup>(
         resolution,
         lookups,
         failures,
+        saturated,
     }
+}
+
+/// What the lookups of one record type found.
+struct KindAnswer {
+    found: BTreeSet<IpAddr>,
+    lookups: u32,
+    failure: Option<DnsFailure>,
+    saturated: bool,
 }
 
 /// Asks again, one query after the other, while answers come back full:
@@ -125,27 +140,37 @@ async fn resolve_kind<L: Lookup>(
     name: &str,
     kind: RecordKind,
     max_lookups: u32,
-) -> (BTreeSet<IpAddr>, u32, Option<DnsFailure>) {
-    let mut found = BTreeSet::new();
-    let mut done = 0;
-    while done < max_lookups {
-        done += 1;
+) -> KindAnswer {
+    let mut answer = KindAnswer {
+        found: BTreeSet::new(),
+        lookups: 0,
+        failure: None,
+        saturated: false,
+    };
+    while answer.lookups < max_lookups {
+        answer.lookups += 1;
         match dns.lookup(name, kind).await {
             Ok(addrs) => {
                 let addrs: Vec<IpAddr> = addrs.into_iter().filter(|ip| kind.matches(ip)).collect();
                 if addrs.is_empty() {
-                    return (found, done, Some(DnsFailure::Empty));
+                    answer.failure = Some(DnsFailure::Empty);
+                    return answer;
                 }
                 let full = addrs.len() >= FULL_ANSWER;
-                found.extend(addrs);
+                answer.found.extend(addrs);
                 if !full {
-                    break;
+                    return answer;
                 }
             }
-            Err(failure) => return (found, done, Some(failure)),
+            Err(failure) => {
+                answer.failure = Some(failure);
+                return answer;
+            }
         }
     }
-    (found, done, None)
+    // Every answer was full: there may be addresses no answer showed.
+    answer.saturated = true;
+    answer
 }
 
 /// The production [`Lookup`]: hickory-resolver over UDP with TCP fallback,
@@ -278,10 +303,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn full_answers_are_asked_again_up_to_max_lookups() {
+    async fn answers_full_up_to_max_lookups_are_doubtful_but_not_a_failure() {
         let dns = Script(Mutex::new(vec![Ok(ips(0..8)); 10]));
         let r = resolve(&dns, "alb", &[RecordKind::A], 4).await;
         assert_eq!(r.lookups, 4);
+        assert!(r.saturated);
+        assert_eq!(
+            r.resolution,
+            Resolution::Partial(ips(0..8).into_iter().collect())
+        );
+        assert_eq!(r.failures, []);
+        assert_eq!(r.failure_message("alb"), None);
     }
 
     #[tokio::test]

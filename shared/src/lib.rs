@@ -9,6 +9,7 @@ pub mod aws;
 pub mod canary;
 pub mod cfn;
 pub mod config;
+pub mod deadline;
 pub mod dns;
 pub mod elb;
 pub mod fields;

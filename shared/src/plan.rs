@@ -47,8 +47,12 @@ pub struct Plan {
     pub deregister: Vec<Target>,
     /// Due for deregistration but over the percent guard.
     pub held_back: Vec<SocketAddr>,
-    /// The state to write; `None` when nothing may change.
+    /// The state once the plan is applied; `None` when nothing may change.
     pub state: Option<SyncState>,
+    /// The state to write before changing the group: `state`, but with the
+    /// targets about to be deregistered still owned and counting, so that a
+    /// deregistration that fails (or never happens) is retried next run.
+    pub intent: Option<SyncState>,
     /// Registered targets once the plan is applied.
     pub registered_after: usize,
 }
@@ -92,7 +96,7 @@ pub fn plan(mapping: &Mapping, resolution: &Resolution, targets: &[Target], prio
         Ownership::Tracked => owned.contains(t),
     };
     let step = u32::from(may_count);
-    let mut pending: BTreeMap<SocketAddr, u32> = registered
+    let pending: BTreeMap<SocketAddr, u32> = registered
         .difference(&desired)
         .filter(|t| manages(t))
         .filter_map(|t| {
@@ -115,8 +119,6 @@ pub fn plan(mapping: &Mapping, resolution: &Resolution, targets: &[Target], prio
         let budget = group_size * usize::from(mapping.max_deregister_percent) / 100;
         for (i, (_, addr)) in due.into_iter().enumerate() {
             if i < budget {
-                pending.remove(&addr);
-                owned.remove(&addr);
                 if let Some(target) = targets.iter().find(|t| t.addr == addr && !t.draining) {
                     deregister.push(target.clone());
                 }
@@ -131,17 +133,24 @@ pub fn plan(mapping: &Mapping, resolution: &Resolution, targets: &[Target], prio
     } else {
         previous.seen.union(addrs).copied().collect()
     };
+    let intent = SyncState {
+        seen,
+        pending,
+        owned,
+        ..SyncState::default()
+    };
+    let mut state = intent.clone();
+    for target in &deregister {
+        state.pending.remove(&target.addr);
+        state.owned.remove(&target.addr);
+    }
     let registered_after = registered.len() + register.len() - deregister.len();
     Plan {
         register,
         deregister,
         held_back,
-        state: Some(SyncState {
-            seen,
-            pending,
-            owned,
-            ..SyncState::default()
-        }),
+        state: Some(state),
+        intent: Some(intent),
         registered_after,
     }
 }
@@ -335,6 +344,28 @@ mod tests {
                     let there = group.iter().any(|g| g.addr == t && !g.draining);
                     prop_assert!(there || p.register.contains(&t));
                     prop_assert!(!p.deregister.iter().any(|d| d.addr == t));
+                }
+            }
+        }
+
+        #[test]
+        fn the_intent_keeps_only_the_targets_being_deregistered(
+            m in any_mapping(), group in any_group(), s in step()
+        ) {
+            let prior = Prior::Valid(SyncState {
+                pending: group.iter().map(|t| (t.addr, 100)).collect(),
+                owned: group.iter().map(|t| t.addr).collect(),
+                ..SyncState::default()
+            });
+            let p = plan(&m, &s.resolution(), &group, &prior);
+            if let (Some(intent), Some(state)) = (&p.intent, &p.state) {
+                let gone: BTreeSet<SocketAddr> = p.deregister.iter().map(|t| t.addr).collect();
+                let extra: BTreeSet<SocketAddr> = intent.pending.keys().filter(|t| !state.pending.contains_key(t)).copied().collect();
+                prop_assert_eq!(&extra, &gone);
+                prop_assert!(state.owned.is_subset(&intent.owned));
+                prop_assert!(intent.owned.difference(&state.owned).all(|t| gone.contains(t)));
+                for t in &p.register {
+                    prop_assert!(intent.owned.contains(t), "registered {} not owned before the change", t);
                 }
             }
         }

@@ -38,12 +38,14 @@ pub enum SaveError {
 pub trait StateStore: Send + Sync {
     fn load(&self, key: &str) -> impl Future<Output = Result<Loaded, AwsError>> + Send;
 
+    /// Writes `state` only if the object is still at `version`; returns the
+    /// new version.
     fn save(
         &self,
         key: &str,
         state: &SyncState,
         version: &Version,
-    ) -> impl Future<Output = Result<(), SaveError>> + Send;
+    ) -> impl Future<Output = Result<Version, SaveError>> + Send;
 
     /// Keeps an unusable object's bytes under another key (named after its
     /// ETag, so that nothing is ever overwritten) before it is replaced.
@@ -118,7 +120,12 @@ impl StateStore for S3Store {
         })
     }
 
-    async fn save(&self, key: &str, state: &SyncState, version: &Version) -> Result<(), SaveError> {
+    async fn save(
+        &self,
+        key: &str,
+        state: &SyncState,
+        version: &Version,
+    ) -> Result<Version, SaveError> {
         let request = self
             .client
             .put_object()
@@ -131,7 +138,12 @@ impl StateStore for S3Store {
             Version::ETag(etag) => request.if_match(etag),
         };
         match request.send().await {
-            Ok(_) => Ok(()),
+            Ok(out) => match out.e_tag() {
+                Some(etag) => Ok(Version::ETag(etag.to_owned())),
+                None => Err(
+                    AwsError::new("s3:PutObject", self.name(key), "response has no ETag").into(),
+                ),
+            },
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 // 412: the condition failed; 409: a concurrent conditional write won.

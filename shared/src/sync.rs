@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use futures_util::StreamExt;
@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::aws::{AwsError, s3_client};
 use crate::config::SyncConfig;
+use crate::deadline::lambda_deadline;
 use crate::dns::{HickoryDns, Lookup, Resolved, resolve};
 use crate::elb::{Elb, TargetGroups};
 use crate::mapping::{Mapping, RecordKind, TargetGroupArn};
@@ -31,7 +32,9 @@ use crate::store::{S3Store, SaveError, StateStore, Version};
 /// Mappings synced at the same time (AWS API rate limits are per account).
 const CONCURRENT_MAPPINGS: usize = 16;
 /// Time kept back from the Lambda deadline to publish metrics and answer.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+/// Of that margin, what publishing the metrics may take.
+const PUBLISH_TIME: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -197,20 +200,6 @@ pub fn state_key(prefix: &str, m: &Mapping) -> String {
     )
 }
 
-/// Converts the Runtime API's deadline (epoch milliseconds) into an instant,
-/// less the margin kept for metrics and the response.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    // No deadline given (0): the Lambda maximum of 15 minutes.
-    let remaining = match deadline_ms {
-        0 => Duration::from_secs(900),
-        ms => Duration::from_millis(ms.saturating_sub(now_ms)),
-    };
-    Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)
-}
-
 type NameKey<'a> = (&'a str, &'a [RecordKind], u32);
 
 fn name_key(m: &Mapping) -> NameKey<'_> {
@@ -221,7 +210,7 @@ impl<D: Lookup, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, T, S, M> {
     /// The Lambda handler: any event (the schedule's) starts one run.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<SyncReport, SyncFailed> {
         let report = self
-            .run(deadline_from_epoch_ms(event.context.deadline))
+            .run(lambda_deadline(event.context.deadline, DEADLINE_MARGIN))
             .await;
         // A failure is logged by the runtime (with the summary) and reported
         // to Lambda, so that the Errors metric and an alarm see it.
@@ -290,11 +279,11 @@ impl<D: Lookup, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, T, S, M> {
 
         let metrics_error = if self.config.metrics.enabled {
             let data: Vec<Datum> = reports.iter().flat_map(metric_data).collect();
-            self.metrics
-                .publish(&self.config.metrics.namespace, &data)
-                .await
-                .err()
-                .map(|e| e.to_string())
+            let publish = self.metrics.publish(&self.config.metrics.namespace, &data);
+            match timeout_at(deadline + PUBLISH_TIME, publish).await {
+                Ok(result) => result.err().map(|e| e.to_string()),
+                Err(_) => Some("publishing did not finish before the Lambda deadline".into()),
+            }
         } else {
             None
         };
@@ -315,6 +304,16 @@ impl<D: Lookup, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, T, S, M> {
             let message =
                 dns_error.unwrap_or_else(|| format!("resolving {}: no address", m.dns_name));
             return report.fail(ErrorKind::Dns, message);
+        }
+        if resolved.saturated {
+            warn!(dns_name = %m.dns_name, lookups = resolved.lookups,
+                  "every DNS answer was full: the name may have more addresses than seen; no countdown advances this run");
+            report.note = Some(format!(
+                "all {} answers for {} were full ({} addresses each): it may have more addresses than seen, so no countdown advanced",
+                resolved.lookups,
+                m.dns_name,
+                crate::dns::FULL_ANSWER
+            ));
         }
         if let Err((kind, message)) = self.apply(m, resolved, &mut report).await {
             return report.fail(kind, message);
@@ -350,11 +349,10 @@ impl<D: Lookup, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, T, S, M> {
                 ));
             }
             let plan = plan(m, &resolved.resolution, &targets, &loaded.prior);
-            report.pending = plan
-                .state
-                .as_ref()
-                .map(|s| s.pending.clone())
-                .unwrap_or_default();
+            let (Some(intent), Some(state)) = (plan.intent, plan.state) else {
+                return Ok(()); // a failed resolution never gets here
+            };
+            report.pending = state.pending.clone();
             report.held_back = plan.held_back.clone();
             report.targets = Some(plan.registered_after);
             if !plan.held_back.is_empty() {
@@ -366,6 +364,41 @@ impl<D: Lookup, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, T, S, M> {
                 report.deregistered = plan.deregister.iter().map(|t| t.addr).collect();
                 return Ok(());
             }
+            if let (Some(bytes), Version::ETag(etag)) = (&loaded.unusable, &loaded.version) {
+                let aside = self
+                    .store
+                    .preserve(&key, etag, bytes)
+                    .await
+                    .map_err(s3_error)?;
+                warn!(key, aside, "kept the unusable state object aside");
+            }
+
+            // The intent is written first: a conflict shows before the group
+            // is touched, and what this run registers is owned before it exists.
+            let version = if matches!(&loaded.prior, Prior::Valid(previous) if *previous == intent)
+            {
+                loaded.version.clone() // nothing changed: no write needed
+            } else {
+                match self.store.save(&key, &intent, &loaded.version).await {
+                    Ok(version) => version,
+                    Err(SaveError::Conflict { .. }) if attempt == 1 => {
+                        warn!(
+                            key,
+                            "state changed under this run (another run wrote it): re-reading and re-planning"
+                        );
+                        continue;
+                    }
+                    Err(SaveError::Conflict { key }) => {
+                        return Err((
+                            ErrorKind::StateConflict,
+                            format!(
+                                "state object {key} kept changing under this run; giving up this mapping until the next run"
+                            ),
+                        ));
+                    }
+                    Err(SaveError::Aws(e)) => return Err(s3_error(e)),
+                }
+            };
 
             self.elb
                 .register(
@@ -375,47 +408,28 @@ impl<D: Lookup, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, T, S, M> {
                 )
                 .await
                 .map_err(elb_error)?;
-            report.registered.extend(&plan.register);
+            report.registered = plan.register;
             self.elb
                 .deregister(&m.target_group_arn, &plan.deregister)
                 .await
                 .map_err(elb_error)?;
-            report
-                .deregistered
-                .extend(plan.deregister.iter().map(|t| t.addr));
+            report.deregistered = plan.deregister.iter().map(|t| t.addr).collect();
 
-            let Some(state) = plan.state else {
-                return Ok(());
-            };
-            if let (Some(bytes), Version::ETag(etag)) = (&loaded.unusable, &loaded.version) {
-                let aside = self
-                    .store
-                    .preserve(&key, etag, bytes)
-                    .await
-                    .map_err(s3_error)?;
-                warn!(key, aside, "kept the unusable state object aside");
-            }
-            if matches!(&loaded.prior, Prior::Valid(previous) if *previous == state) {
-                return Ok(()); // nothing changed: no write needed
-            }
-            match self.store.save(&key, &state, &loaded.version).await {
-                Ok(()) => return Ok(()),
-                Err(SaveError::Conflict { .. }) if attempt == 1 => {
-                    warn!(
-                        key,
-                        "state changed under this run (another run wrote it): re-reading and re-planning"
-                    );
+            // The deregistered targets leave the state. Should this write be
+            // lost, the next run drops them anyway: they are no longer registered.
+            if state != intent {
+                match self.store.save(&key, &state, &version).await {
+                    Ok(_) => {}
+                    Err(SaveError::Conflict { key }) => {
+                        warn!(
+                            key,
+                            "another run wrote the state after this run's changes; the next run reconciles"
+                        );
+                    }
+                    Err(SaveError::Aws(e)) => return Err(s3_error(e)),
                 }
-                Err(SaveError::Conflict { key }) => {
-                    return Err((
-                        ErrorKind::StateConflict,
-                        format!(
-                            "state object {key} kept changing under this run; giving up this mapping until the next run"
-                        ),
-                    ));
-                }
-                Err(SaveError::Aws(e)) => return Err(s3_error(e)),
             }
+            return Ok(());
         }
         Ok(())
     }

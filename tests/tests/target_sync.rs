@@ -580,3 +580,58 @@ async fn bad_configuration_fails_the_cold_start_naming_variable_field_and_value(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_stay_full_never_count_a_target_down() -> R {
+    // More than 8 nodes: every answer holds 8, so an address missing from
+    // them may still be live. Only short answers show the whole name.
+    let w = World::start().await?;
+    let tg = w.target_group("full", 80).await?;
+    w.elb
+        .register_targets()
+        .target_group_arn(&tg)
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id("10.0.9.9")
+                .port(80)
+                .build(),
+        )
+        .send()
+        .await?;
+    let twelve: Vec<String> = (1..=12).map(|n| format!("10.0.1.{n}")).collect();
+    let twelve: Vec<&str> = twelve.iter().map(String::as_str).collect();
+    w.dns.set(
+        ALB,
+        Answer::Rotate {
+            addrs: ips(&twelve),
+            per_answer: 8,
+        },
+    );
+    let mut m = mapping(ALB, &tg, 80);
+    m["max_lookups"] = json!(2);
+    m["deregister_after"] = json!(1);
+    m["max_deregister_percent"] = json!(100);
+    let f = w
+        .spawn("target-sync", &w.env(&[("TARGETS", &targets_env(&[m]))]))
+        .await?;
+    for _ in 0..3 {
+        let out = ok_tick(&f).await?;
+        let m = &out["mappings"][0];
+        assert!(
+            m["note"].as_str().is_some_and(|n| n.contains("were full")),
+            "{m}"
+        );
+        assert_eq!(m["deregistered"], json!([]));
+        assert_eq!(m["pending"], json!({}));
+    }
+    assert!(w.targets(&tg).await?.contains(&"10.0.9.9:80".to_owned()));
+
+    w.answer(ALB, &["10.0.1.1", "10.0.1.2", "10.0.1.3"]);
+    let out = ok_tick(&f).await?;
+    assert!(
+        out["mappings"][0]["deregistered"]
+            .as_array()
+            .is_some_and(|d| d.contains(&json!("10.0.9.9:80")))
+    );
+    Ok(())
+}

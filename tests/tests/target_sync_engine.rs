@@ -64,7 +64,12 @@ impl StateStore for Racing {
         self.inner.load(key).await
     }
 
-    async fn save(&self, key: &str, state: &SyncState, version: &Version) -> Result<(), SaveError> {
+    async fn save(
+        &self,
+        key: &str,
+        state: &SyncState,
+        version: &Version,
+    ) -> Result<Version, SaveError> {
         let n = self.saves.fetch_add(1, Ordering::SeqCst);
         if n < self.races {
             // Each competing write differs (identical bytes would have the same ETag).
@@ -165,8 +170,8 @@ async fn a_conflicting_write_is_re_read_and_re_planned_so_no_update_is_lost() ->
     assert_eq!(m.error, None);
     assert_eq!(
         engine.store.saves.load(Ordering::SeqCst),
-        2,
-        "one conflict, one successful write"
+        3,
+        "a conflict, the intent, then the state without the deregistered target"
     );
     // This run counted .9 from 1 to 2; the other run had already counted to 2.
     // Re-planned on top of the other run's state, the count reaches 3: deregistered.
@@ -202,6 +207,8 @@ async fn a_second_conflict_gives_up_the_mapping_without_overwriting_the_other_ru
         json!({"10.0.1.9:80": 2}),
         "the other run's write survives"
     );
+    // The state is written before the group is changed: giving up touched nothing.
+    assert_eq!(w.targets(&tg).await?, ["10.0.1.9:80"]);
     Ok(())
 }
 

@@ -28,14 +28,14 @@ use serde_json::Value;
 use tokio::time::{sleep_until, timeout_at};
 use tracing::{error, info, warn};
 
+use crate::deadline::lambda_deadline;
 use crate::dns::{HickoryDns, Lookup};
 use crate::metrics::{CloudWatch, Datum, Metrics, Unit};
-use crate::sync::deadline_from_epoch_ms;
 pub use config::{CanaryConfig, Endpoint, StatusSet};
 pub use probe::{BuildError, Failure, FailureClass, ProbeResult, Prober};
 
 /// Time kept for publishing a round's metrics, on top of the margin
-/// [`deadline_from_epoch_ms`] keeps for the response.
+/// the deadline margin keeps for the response.
 pub const PUBLISH_MARGIN: Duration = Duration::from_secs(1);
 
 /// Metric names and the dimension, as the alarms use them.
@@ -186,7 +186,10 @@ impl<M: Metrics> Canary<M> {
     /// The Lambda handler: any event (the schedule's) starts one run.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<CanaryReport, CanaryFailed> {
         let report = self
-            .run(deadline_from_epoch_ms(event.context.deadline))
+            .run(lambda_deadline(
+                event.context.deadline,
+                crate::sync::DEADLINE_MARGIN,
+            ))
             .await;
         if report.failures().is_empty() {
             Ok(report)

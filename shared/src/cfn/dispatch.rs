@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -22,6 +22,7 @@ use super::event::{EventError, Request, RequestType};
 use super::put::{PutError, Responder};
 use super::response::{Response, Status, body};
 use super::url::{UrlRefused, check_response_url, redact};
+use crate::deadline::lambda_deadline;
 use crate::fields::FieldError;
 
 /// The physical id answered for a failed Create, followed by the request id.
@@ -115,19 +116,6 @@ pub struct Dispatcher<H> {
     allow_insecure: bool,
 }
 
-/// The Runtime API's deadline (epoch milliseconds) as an instant; no
-/// deadline (0) means the Lambda maximum of 15 minutes.
-pub fn lambda_deadline(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let remaining = match deadline_ms {
-        0 => Duration::from_secs(900),
-        ms => Duration::from_millis(ms.saturating_sub(now_ms)),
-    };
-    Instant::now() + remaining
-}
-
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
@@ -148,8 +136,11 @@ impl<H: Handler> Dispatcher<H> {
 
     /// The Lambda handler.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Answered, CfnError> {
-        self.answer(&event.payload, lambda_deadline(event.context.deadline))
-            .await
+        self.answer(
+            &event.payload,
+            tokio::time::Instant::from_std(lambda_deadline(event.context.deadline, Duration::ZERO)),
+        )
+        .await
     }
 
     /// Answers one event; `deadline` is the Lambda deadline.
