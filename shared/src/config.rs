@@ -70,7 +70,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             .filter(|v| !v.is_empty())
     }
 
-    fn number(
+    /// A whole number in `range`.
+    pub fn number(
         &self,
         name: &str,
         range: std::ops::RangeInclusive<u64>,
@@ -92,7 +93,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
     }
 
-    fn boolean(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+    /// `true` or `false`, in any case.
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, ConfigError> {
         let Some(text) = self.get(name) else {
             return Ok(None);
         };

@@ -268,16 +268,6 @@ impl Mapping {
         fields.finish()?;
         Ok(mapping)
     }
-
-    /// A short human label: `name -> targetgroup/x/y:port`.
-    pub fn label(&self) -> String {
-        format!(
-            "{} -> {}:{}",
-            self.dns_name,
-            self.target_group_arn.resource(),
-            self.port
-        )
-    }
 }
 
 pub fn parse_record_types(list: &[String]) -> Result<Vec<RecordKind>, String> {

@@ -45,6 +45,44 @@ def actions(statements):
     return {a for s in statements for a in as_list(s["Action"])}
 
 
+def evaluate(node):
+    """Evaluates Fn::Select/Split/Join/Sub over literals, as CloudFormation
+    would; None when a value depends on something unknown here. A Select
+    past the end fails the test, as it fails the deployment."""
+    if isinstance(node, str):
+        return node
+    if not isinstance(node, dict) or len(node) != 1:
+        return None
+    (fn, args), = node.items()
+    if fn == "Fn::Sub" and isinstance(args, str) and "${" not in args:
+        return args
+    if fn == "Fn::Join":
+        parts = [evaluate(p) for p in args[1]]
+        return None if None in parts else args[0].join(parts)
+    if fn == "Fn::Split":
+        text = evaluate(args[1])
+        return None if text is None else text.split(args[0])
+    if fn == "Fn::Select":
+        items = evaluate(args[1])
+        if items is None:
+            return None
+        index = int(args[0])
+        assert index < len(items), f"Fn::Select {index} of {items}"
+        return items[index]
+    return None
+
+
+def selects(node):
+    if isinstance(node, dict):
+        if "Fn::Select" in node:
+            yield node
+        for v in node.values():
+            yield from selects(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from selects(v)
+
+
 def test_every_function_is_a_workspace_binary_built_by_cargo_lambda():
     """The fast path of `sam build`: each function's build points at a binary of the workspace."""
     metadata = json.loads(subprocess.run(
@@ -90,13 +128,7 @@ def test_register_and_deregister_only_on_the_configured_target_groups(rendered):
         elb = [s for s in statements_of(rendered, role) if actions([s]) & {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}]
         resources = [r for s in elb for r in as_list(s["Resource"])]
         # Each statement names one mapping's ARN, through Fn::Select over the mapping entry.
-        resolved = set()
-        for r in resources:
-            assert set(r) == {"Fn::Select"}, r
-            index, split = r["Fn::Select"]
-            sep, entry = split["Fn::Split"]
-            resolved.add(entry.split(sep)[index])
-        assert resolved == {TG_80, TG_443}, role
+        assert {evaluate(r) for r in resources} == {TG_80, TG_443}, role
     assert not actions(statements_of(rendered, "HealthCanaryFunctionRole")) & {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
 
 
@@ -152,7 +184,11 @@ def test_each_mapping_and_endpoint_gets_its_resources(rendered):
     res = rendered["Resources"]
     syncs = [v for v in res.values() if v["Type"] == "Custom::TargetSync"]
     entries = {f"{ALB}|{TG_80}|80", f"{ALB}|{TG_443}|443"}
-    assert {json.dumps(v["Properties"]["TargetGroupArn"]) for v in syncs} == {json.dumps({"Fn::Select": [1, {"Fn::Split": ["|", e]}]}) for e in entries}
+    assert {evaluate(v["Properties"]["TargetGroupArn"]) for v in syncs} == {TG_80, TG_443}
+    assert {"|".join(evaluate(v["Properties"][k]) for k in ("DnsName", "TargetGroupArn", "Port")) for v in syncs} == entries
+    held_back = [v for v in res.values() if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["MetricName"] == "HeldBack"]
+    assert {evaluate(v["Properties"]["Dimensions"][0]["Value"]) for v in held_back} == {
+        "targetgroup/orders-80/0123456789abcdef", "targetgroup/orders-443/fedcba9876543210"}
     for sync in syncs:
         # Ordered after its own policy, and deleted before the bucket is emptied.
         policy = res[sync["Properties"]["After"]["Ref"]]
@@ -167,3 +203,23 @@ def test_each_mapping_and_endpoint_gets_its_resources(rendered):
     alarm = res["EndpointAlarmorders"]["Properties"]
     assert (alarm["MetricName"], alarm["Statistic"], alarm["Period"], alarm["TreatMissingData"]) == ("Success", "Average", 60, "breaching")
     assert alarm["Dimensions"] == [{"Name": "Endpoint", "Value": "orders"}]
+
+
+def test_every_select_is_in_range_with_the_default_parameters():
+    """A deploy with the defaults (no mappings, no canary endpoints): Fn::ForEach
+    runs once over "", and the transform evaluates every Fn::Select even of
+    resources whose condition is false."""
+    defaults = render({"Mappings": "", "CanaryTargets": "", "CanaryEndpoints": "", "SubnetIds": "",
+                       "SecurityGroupIds": "", "HostedZoneId": "", "ExampleVpcEndpointDnsName": "", "ExampleVpcId": ""})
+    found = list(selects(defaults["Resources"]))
+    assert found, "the template has no Fn::Select to check"
+    for node in found:
+        evaluate(node)
+
+
+def test_canary_endpoints_with_any_characters_and_a_check_against_the_targets(rendered):
+    res = render({"CanaryEndpoints": "orders-api,billing.v2"})["Resources"]
+    assert {"EndpointAlarmordersapi", "EndpointHealthCheckbillingv2"} <= set(res)
+    assert res["EndpointHealthCheckordersapi"]["Properties"]["HealthCheckConfig"]["AlarmIdentifier"]["Name"] == {"Ref": "EndpointAlarmordersapi"}
+    env = rendered["Resources"]["HealthCanaryFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["CANARY_ENDPOINTS"] == {"Fn::Join": [",", {"Ref": "CanaryEndpoints"}]}

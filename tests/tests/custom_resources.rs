@@ -764,3 +764,70 @@ async fn the_dispatcher_answers_when_the_handler_panics_or_hangs() -> R {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_function_configuration_still_answers_every_event() -> R {
+    // A typo in the function's own environment must not leave a stack
+    // waiting an hour for an answer that never comes.
+    let s = setup_with(&[
+        ("ALLOW_INSECURE_RESPONSE_URL", "true"),
+        ("DNS_SERVERS", "10.0.0.256"),
+    ])
+    .await?;
+    let props = json!({"Hostname": "vpce-1.example.com"});
+    let reply = s.send(|url| cfn::create(DNS, "Ips", &props, url)).await?;
+    assert_eq!(reply.status(), "FAILED");
+    assert!(
+        reply.reason().contains("misconfigured")
+            && reply.reason().contains("DNS_SERVERS")
+            && reply.reason().contains("10.0.0.256"),
+        "{}",
+        reply.reason()
+    );
+    assert!(s.f.logs().contains("every event will be answered FAILED"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_with_an_unusable_state_object_deregisters_nothing_and_says_so() -> R {
+    let s = setup().await?;
+    let w = &s.w;
+    let tg = w.target_group("api-corrupt", 80).await?;
+    w.answer(ALB, &["10.0.1.10"]);
+    let props = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80", "StateBucket": BUCKET});
+    let created = s.send(|url| cfn::create(SYNC, "Sync", &props, url)).await?;
+    assert_eq!(created.status(), "SUCCESS", "{}", created.body());
+    let key = sync_key("custom-resources/target-sync/", &tg, 80);
+    w.s3.put_object()
+        .bucket(BUCKET)
+        .key(&key)
+        .body(ByteStream::from_static(
+            b"{\"schema_version\": 1, \"owned\": [\"10.0",
+        ))
+        .send()
+        .await?;
+
+    let id = created.id().to_owned();
+    let deleted = s
+        .send(|url| cfn::delete(SYNC, "Sync", &id, &props, url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS");
+    assert!(
+        deleted.reason().contains("unusable") && deleted.reason().contains("nothing deregistered"),
+        "{}",
+        deleted.reason()
+    );
+    assert_eq!(
+        w.targets(&tg).await?,
+        ["10.0.1.10:80"],
+        "doubt deregisters nothing"
+    );
+    let aside: Vec<String> = w
+        .keys()
+        .await?
+        .into_iter()
+        .filter(|k| k.contains(".unusable-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the unusable bytes are kept: {aside:?}");
+    Ok(())
+}

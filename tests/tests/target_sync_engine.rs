@@ -256,21 +256,7 @@ async fn a_draining_target_back_in_dns_is_registered_again() -> Result<(), BoxEr
         .then_output(|| {
             elbv2::operation::register_targets::RegisterTargetsOutput::builder().build()
         });
-    let interceptor = aws_smithy_mocks::MockResponseInterceptor::new()
-        .rule_mode(RuleMode::MatchAny)
-        .with_rule(&describe)
-        .with_rule(&register);
-    let elb = elbv2::Client::from_conf(
-        elbv2::Config::builder()
-            .behavior_version(elbv2::config::BehaviorVersion::latest())
-            .region(elbv2::config::Region::new("us-east-1"))
-            .credentials_provider(elbv2::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .http_client(aws_smithy_mocks::create_mock_http_client())
-            .interceptor(interceptor)
-            .build(),
-    );
+    let elb = mocked_elb(&[&describe, &register]);
 
     let config = config(&w, tg)?;
     let engine = Engine {
@@ -291,4 +277,62 @@ async fn a_draining_target_back_in_dns_is_registered_again() -> Result<(), BoxEr
     assert_eq!(register.num_calls(), 1);
     assert_eq!(m.pending, BTreeMap::new());
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_time_sync_waits_for_a_new_policy_to_take_effect() -> Result<(), BoxError> {
+    // IAM applies a new policy a few seconds after CloudFormation attached
+    // it: AccessDenied first, then the call goes through.
+    let w = World::start().await?;
+    let tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/new/0123456789abcdef";
+    w.answer(ALB, &["10.0.1.1"]);
+    let denied = r#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to perform: elasticloadbalancing:DescribeTargetHealth</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
+    let describe = mock!(elbv2::Client::describe_target_health)
+        .sequence()
+        .http_status(403, Some(denied.to_owned()))
+        .output(|| {
+            elbv2::operation::describe_target_health::DescribeTargetHealthOutput::builder().build()
+        })
+        .build();
+    let register = mock!(elbv2::Client::register_targets).then_output(|| {
+        elbv2::operation::register_targets::RegisterTargetsOutput::builder().build()
+    });
+    let elb = mocked_elb(&[&describe, &register]);
+
+    let mut config = config(&w, tg)?;
+    config.metrics.enabled = false;
+    let engine = Engine {
+        dns: HickoryDns::new(&config.dns)?,
+        elb: Elb::new(elb),
+        store: S3Store::new(s3_client(&w.sdk), BUCKET),
+        metrics: tether_shared::cfn::target_sync::Unpublished,
+        config,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let report = tether_shared::cfn::target_sync::run_while_denied(&engine, deadline).await;
+    assert_eq!(report.mappings[0].error, None);
+    assert_eq!(describe.num_calls(), 2, "denied once, then allowed");
+    assert_eq!(register.num_calls(), 1);
+    assert_eq!(report.mappings[0].registered, ["10.0.1.1:80".parse()?]);
+    Ok(())
+}
+
+/// An ELB client whose answers come from `rules` (aws-smithy-mocks).
+fn mocked_elb(rules: &[&aws_smithy_mocks::Rule]) -> elbv2::Client {
+    let mut interceptor =
+        aws_smithy_mocks::MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+    for rule in rules {
+        interceptor = interceptor.with_rule(rule);
+    }
+    elbv2::Client::from_conf(
+        elbv2::Config::builder()
+            .behavior_version(elbv2::config::BehaviorVersion::latest())
+            .region(elbv2::config::Region::new("us-east-1"))
+            .credentials_provider(elbv2::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(interceptor)
+            .build(),
+    )
 }

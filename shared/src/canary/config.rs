@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 use crate::config::{ConfigError, DnsSettings, Vars, dns_settings, namespace};
-use crate::fields::{Fields, shorten, show};
+use crate::fields::{Fields, shorten, show, split_list};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
 pub const DEFAULT_PROBES: u64 = 1;
@@ -61,11 +61,7 @@ pub struct Endpoint {
     pub ca_bundle: Option<String>,
 }
 
-impl Endpoint {
-    pub fn is_https(&self) -> bool {
-        self.url.scheme() == "https"
-    }
-}
+impl Endpoint {}
 
 /// Accepted status codes: inclusive ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +150,32 @@ impl fmt::Display for StatusSet {
     }
 }
 
+/// `CANARY_ENDPOINTS` (set by the template): the names that alarms and
+/// health checks watch. A name no endpoint has would be an alarm on a metric
+/// that never comes, which reads as down and fails over.
+fn check_alarmed_names<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    endpoints: &[Endpoint],
+) -> Result<(), ConfigError> {
+    let Some(list) = vars.get("CANARY_ENDPOINTS") else {
+        return Ok(());
+    };
+    for name in split_list(&list) {
+        if !endpoints.iter().any(|e| e.name == name) {
+            let known: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+            return Err(ConfigError::new(
+                "CANARY_ENDPOINTS",
+                format!(
+                    "\"{}\" is not the name of any CANARY_TARGETS endpoint ({}): its alarm would never get data",
+                    shorten(&name),
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl CanaryConfig {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -169,9 +191,13 @@ impl CanaryConfig {
             )
         })?;
         let endpoints = parse_targets(&json)?;
-        let probes = env_number(vars, "PROBES_PER_INVOCATION", 1..=900)?.unwrap_or(DEFAULT_PROBES);
-        let interval_ms =
-            env_number(vars, "PROBE_INTERVAL_MS", 1000..=840_000)?.unwrap_or(DEFAULT_INTERVAL_MS);
+        check_alarmed_names(vars, &endpoints)?;
+        let probes = vars
+            .number("PROBES_PER_INVOCATION", 1..=900)?
+            .unwrap_or(DEFAULT_PROBES);
+        let interval_ms = vars
+            .number("PROBE_INTERVAL_MS", 1000..=840_000)?
+            .unwrap_or(DEFAULT_INTERVAL_MS);
         let planned = Duration::from_millis(probes * interval_ms);
         if probes > 1 && planned > MAX_PLANNED {
             return Err(ConfigError::new(
@@ -215,28 +241,6 @@ impl CanaryConfig {
             .map(|e| e.timeout)
             .max()
             .unwrap_or_default()
-    }
-}
-
-fn env_number<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-    name: &str,
-    range: RangeInclusive<u64>,
-) -> Result<Option<u64>, ConfigError> {
-    let Some(text) = vars.get(name) else {
-        return Ok(None);
-    };
-    match text.parse::<u64>() {
-        Ok(n) if range.contains(&n) => Ok(Some(n)),
-        _ => Err(ConfigError::new(
-            name,
-            format!(
-                "expected a whole number from {} to {}, got \"{}\"",
-                range.start(),
-                range.end(),
-                shorten(&text)
-            ),
-        )),
     }
 }
 
@@ -523,6 +527,32 @@ mod tests {
     }
 
     #[test]
+    fn alarmed_names_must_be_endpoints() {
+        let t = targets(
+            json!([{"name": "orders-api", "url": "https://a.example.com/"},
+                               {"name": "billing", "url": "https://b.example.com/"}]),
+        );
+        assert!(
+            config(&[
+                ("CANARY_TARGETS", &t),
+                ("CANARY_ENDPOINTS", "orders-api,billing")
+            ])
+            .is_ok()
+        );
+        assert!(config(&[("CANARY_TARGETS", &t), ("CANARY_ENDPOINTS", "")]).is_ok());
+        let err = config(&[
+            ("CANARY_TARGETS", &t),
+            ("CANARY_ENDPOINTS", "orders-api, biling"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.location, "CANARY_ENDPOINTS");
+        assert!(
+            err.problem.contains("\"biling\"") && err.problem.contains("orders-api, billing"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn defaults() {
         let t = targets(json!([{"name": "api", "url": "https://api.example.com/health"}]));
         let c = config(&[("CANARY_TARGETS", &t)]).unwrap();
@@ -534,7 +564,7 @@ mod tests {
         assert_eq!(e.timeout, Duration::from_millis(3000));
         assert_eq!(e.expect_status.to_string(), "200-299");
         assert!(e.headers.is_empty() && e.connect_to.is_none() && e.ca_bundle.is_none());
-        assert!(e.is_https());
+        assert_eq!(e.url.scheme(), "https");
     }
 
     #[test]

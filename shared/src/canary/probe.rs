@@ -211,11 +211,6 @@ impl Prober {
         Ok(Self { clients, client_of })
     }
 
-    /// How many distinct clients the endpoints need.
-    pub fn client_count(&self) -> usize {
-        self.clients.len()
-    }
-
     /// Probes endpoint `index` (of the slice given to [`Prober::new`]).
     pub async fn probe(&self, index: usize, endpoint: &Endpoint) -> ProbeResult {
         let client = &self.clients[self.client_of[index]];

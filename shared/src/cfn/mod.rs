@@ -27,4 +27,4 @@ pub mod url;
 
 pub use dispatch::{Answered, CfnError, Dispatcher};
 pub use put::Responder;
-pub use resources::{AwsResources, Settings};
+pub use resources::{AwsResources, Service, Settings};

@@ -13,7 +13,6 @@ use crate::aws::s3_client;
 use crate::config::{ConfigError, DnsSettings, Vars, dns_settings};
 use crate::dns::HickoryDns;
 use crate::elb::Elb;
-use crate::fields::parse_bool;
 
 /// Every resource type this function serves.
 pub const TYPES: [&str; 3] = [dns_addresses::TYPE, empty_bucket::TYPE, target_sync::TYPE];
@@ -33,19 +32,57 @@ impl Settings {
     }
 
     pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
-        let allow_insecure = match vars.get("ALLOW_INSECURE_RESPONSE_URL") {
-            None => false,
-            Some(text) => parse_bool(&text).ok_or_else(|| {
-                ConfigError::new(
-                    "ALLOW_INSECURE_RESPONSE_URL",
-                    format!("expected true or false, got \"{text}\""),
-                )
-            })?,
-        };
+        let allow_insecure = vars
+            .boolean("ALLOW_INSECURE_RESPONSE_URL")?
+            .unwrap_or(false);
         Ok(Settings {
             allow_insecure,
             dns: dns_settings(vars)?,
         })
+    }
+}
+
+/// What serves the events: the resources, or, when the function's own
+/// configuration is broken, an answer of FAILED with the reason to every
+/// event, so that a stack never waits an hour on a function that cannot start.
+pub enum Service {
+    Ready(Box<AwsResources>),
+    Misconfigured(String),
+}
+
+impl Service {
+    /// Reads the configuration and builds the clients; never fails. Also
+    /// returns whether http response URLs to loopback are allowed.
+    pub fn from_env(sdk: &SdkConfig) -> (Service, bool) {
+        let vars = Vars(|name: &str| std::env::var(name).ok());
+        // Read on its own, so that a broken setting elsewhere still answers
+        // (a bad value of the flag itself means no: https only).
+        let allow_insecure = vars
+            .boolean("ALLOW_INSECURE_RESPONSE_URL")
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+        let built = Settings::from_vars(&vars)
+            .map_err(|e| e.to_string())
+            .and_then(|settings| AwsResources::from_sdk(sdk, &settings).map_err(|e| e.to_string()));
+        match built {
+            Ok(resources) => (Service::Ready(Box::new(resources)), allow_insecure),
+            Err(why) => {
+                tracing::error!(error = %why, "invalid configuration: every event will be answered FAILED");
+                (Service::Misconfigured(why), allow_insecure)
+            }
+        }
+    }
+}
+
+impl Handler for Service {
+    async fn apply(&self, request: &Request, deadline: Instant) -> Result<Applied, Failure> {
+        match self {
+            Service::Ready(resources) => resources.apply(request, deadline).await,
+            Service::Misconfigured(why) => Err(Failure(format!(
+                "the custom-resources function is misconfigured: {why}"
+            ))),
+        }
     }
 }
 

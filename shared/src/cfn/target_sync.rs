@@ -5,8 +5,11 @@
 //! `tracked`: Delete deregisters exactly the targets this mapping registered
 //! (as its state object records them) and deletes the state object; targets
 //! that someone else registered, e.g. a scheduled target-sync with its own
-//! state, are left alone. The state lives under its own prefix
-//! ([`DEFAULT_PREFIX`]) so that it never mixes with a scheduled mapping's.
+//! state, are left alone. By default the state lives under its own prefix
+//! ([`DEFAULT_PREFIX`]), apart from any scheduled mapping's. The tether
+//! template passes the scheduled sync's prefix instead, on purpose: the
+//! first sync's state is the one the schedule continues, and deleting the
+//! stack removes the targets either of them registered.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -31,7 +34,7 @@ use crate::mapping::{Mapping, Naming, Ownership, RecordKind};
 use crate::metrics::{Datum, Metrics};
 use crate::state::Prior;
 use crate::store::{S3Store, StateStore, Version};
-use crate::sync::{Engine, state_key};
+use crate::sync::{Engine, SyncReport, state_key};
 
 pub const TYPE: &str = "Custom::TargetSync";
 /// The default `StatePrefix`.
@@ -155,6 +158,43 @@ pub struct Clients<'a> {
     pub s3: &'a aws_sdk_s3::Client,
 }
 
+/// Retries of a sync that AWS denied: the template attaches the mapping's
+/// policy just before this resource, and IAM takes a few seconds to apply it.
+const DENIED_FIRST_WAIT: Duration = Duration::from_secs(2);
+const DENIED_MAX_WAIT: Duration = Duration::from_secs(16);
+/// Time kept for a last attempt and the answer when retrying.
+const DENIED_RESERVE: Duration = Duration::from_secs(30);
+
+/// Runs the sync; while AWS answers AccessDenied (a new policy not yet in
+/// effect), waits and runs it again, as long as the deadline allows.
+pub async fn run_while_denied<D, S>(
+    engine: &Engine<D, Elb, S, Unpublished>,
+    deadline: Instant,
+) -> SyncReport
+where
+    D: Lookup,
+    S: StateStore,
+{
+    let mut wait = DENIED_FIRST_WAIT;
+    loop {
+        let report = engine.run(deadline.into_std()).await;
+        let denied = report.mappings.iter().any(|m| {
+            m.error
+                .as_ref()
+                .is_some_and(|e| e.message.contains("AccessDenied"))
+        });
+        if !denied || Instant::now() + wait + DENIED_RESERVE > deadline {
+            return report;
+        }
+        warn!(
+            wait_ms = wait.as_millis() as u64,
+            "access denied: waiting for IAM to apply the new policy, then syncing again"
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(DENIED_MAX_WAIT);
+    }
+}
+
 /// Create, or Update to `props` (from `old`, when the old properties were valid).
 pub async fn apply(
     clients: Clients<'_>,
@@ -175,7 +215,7 @@ pub async fn apply(
         store: S3Store::new(clients.s3.clone(), props.state.bucket.clone()),
         metrics: Unpublished,
     };
-    let report = engine.run(deadline.into_std()).await;
+    let report = run_while_denied(&engine, deadline).await;
     let failures = report.failures();
     if !failures.is_empty() {
         return Err(Failure(format!("sync failed: {}", failures.join("; "))));
@@ -261,13 +301,25 @@ pub async fn delete(elb: &Elb, s3: &aws_sdk_s3::Client, props: &Props) -> Result
         Err(e) if e.is_code("NoSuchBucket") => None,
         Err(e) => return Err(Failure(e.to_string())),
     };
-    let owned: BTreeSet<SocketAddr> = match loaded.as_ref().map(|l| &l.prior) {
-        Some(Prior::Valid(state)) => state.owned.clone(),
-        Some(Prior::Corrupt(e)) => {
+    let mut unusable = None;
+    let owned: BTreeSet<SocketAddr> = match loaded.as_ref().map(|l| (&l.prior, l)) {
+        Some((Prior::Valid(state), _)) => state.owned.clone(),
+        Some((Prior::Corrupt(e), l)) => {
+            // Nothing is known to be ours: deregister nothing, keep the bytes.
             warn!(key, error = %e, "state object is unusable: deregistering nothing");
+            if let (Some(bytes), Version::ETag(etag)) = (&l.unusable, &l.version) {
+                let aside = store
+                    .preserve(&key, etag, bytes)
+                    .await
+                    .map_err(|e| Failure(e.to_string()))?;
+                unusable = Some(format!(
+                    "state object s3://{}/{key} was unusable ({e}): nothing deregistered; it is kept at {aside}",
+                    props.state.bucket
+                ));
+            }
             BTreeSet::new()
         }
-        Some(Prior::Fresh) | None => BTreeSet::new(),
+        Some((Prior::Fresh, _)) | None => BTreeSet::new(),
     };
 
     let mut deregistered = Vec::new();
@@ -302,10 +354,10 @@ pub async fn delete(elb: &Elb, s3: &aws_sdk_s3::Client, props: &Props) -> Result
     Ok(Applied {
         physical_id: props.physical_id(),
         data: Default::default(),
-        note: Some(if deregistered.is_empty() {
-            "no target of this mapping was registered".to_owned()
-        } else {
-            format!("deregistered {}", deregistered.join(", "))
+        note: Some(match (unusable, deregistered.is_empty()) {
+            (Some(why), _) => why,
+            (None, true) => "no target of this mapping was registered".to_owned(),
+            (None, false) => format!("deregistered {}", deregistered.join(", ")),
         }),
     })
 }
