@@ -93,6 +93,9 @@ pub async fn run() -> Result<(), BoxError> {
                 if m["deregistered"].as_array().is_some_and(|a| !a.is_empty()) {
                     println!("  deregistered  {}", list(&m["deregistered"]));
                 }
+                if let Some(note) = m["note"].as_str() {
+                    println!("  note          {note}");
+                }
                 if m["pending"].as_object().is_some_and(|p| !p.is_empty()) {
                     println!("  counting down {}", m["pending"]);
                 }
