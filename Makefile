@@ -11,6 +11,8 @@ LINT_VENV := .venv-lint
 CHECKOV_VENV := .venv-checkov
 # The AWS tools run offline: no telemetry, no update checks, a region for SAM.
 export SAM_CLI_TELEMETRY := 0
+# The template's Fn::ForEach is expanded locally only when this is set.
+export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 export AWS_REGION ?= us-east-1
 # One target dir shared by every checkout on this machine: a fresh clone
 # (as in CI) reuses what an earlier build compiled.
@@ -45,6 +47,7 @@ $(LINT_VENV)/.build-tools: requirements-build.txt $(LINT_VENV)/.installed
 	touch $@
 
 build: $(LINT_VENV)/.build-tools ## sam build: the three arm64 bootstrap artifacts (cargo-lambda + zig, no Docker).
+	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(LINT_VENV)/bin:$$PATH" $(LINT_VENV)/bin/sam build --template-file template.yaml
 
 lint: lint-rust lint-template ## Every static check: Rust and the template.
