@@ -76,7 +76,38 @@ pub fn render(sections: &[Section], machine: &str) -> String {
 pub async fn run_all() -> Result<Vec<Section>, BoxError> {
     let mut sections = target_sync::run().await?;
     sections.extend(canary::run().await?);
+    sections.push(artifacts()?);
     Ok(sections)
+}
+
+/// The arm64 `bootstrap` files that `sam build` (`make build`) produced.
+fn artifacts() -> Result<Section, BoxError> {
+    let mut s = Section::new(
+        "Lambda artifacts (arm64, from `sam build`)",
+        "The `bootstrap` binaries in `.aws-sam/build/` that `sam deploy` uploads: cross-compiled by \
+         cargo-lambda with zig for `provided.al2023` on arm64, release profile (lto, codegen-units 1, \
+         opt-level s, strip). Zip: deflate, as packaged.",
+    );
+    let root = crate::moto::workspace_root();
+    for (logical, name) in [
+        ("TargetSyncFunction", "target-sync"),
+        ("HealthCanaryFunction", "health-canary"),
+        ("CustomResourcesFunction", "custom-resources"),
+    ] {
+        let bootstrap = root.join(".aws-sam/build").join(logical).join("bootstrap");
+        if bootstrap.is_file() {
+            let size = std::fs::metadata(&bootstrap)?.len();
+            let zip = target_sync::zip_size(&bootstrap)?;
+            s.row(
+                name,
+                target_sync::mib(size),
+                &format!("zip {}", target_sync::mib(zip)),
+            );
+        } else {
+            s.row(name, "not measured", "run `make build` before `make bench`");
+        }
+    }
+    Ok(s)
 }
 
 /// The machine the figures come from.
