@@ -50,6 +50,22 @@ impl World {
         create_nlb_target_group(&self.elb, &self.network, name, port).await
     }
 
+    /// Registers a target by hand, as someone other than tether would.
+    pub async fn register(&self, tg_arn: &str, ip: &str, port: i32) -> Result<(), BoxError> {
+        self.elb
+            .register_targets()
+            .target_group_arn(tg_arn)
+            .targets(
+                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                    .id(ip)
+                    .port(port)
+                    .build(),
+            )
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// The DNS server answers `addrs` for `name`.
     pub fn answer(&self, name: &str, addrs: &[&str]) {
         self.dns.set(name, Answer::Addrs(ips(addrs)));

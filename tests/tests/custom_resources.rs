@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use futures_util::StreamExt;
@@ -181,16 +180,6 @@ async fn dns_addresses_create_update_delete() -> R {
     Ok(())
 }
 
-async fn register_foreign(w: &World, tg: &str, ip: &str, port: i32) -> R {
-    w.elb
-        .register_targets()
-        .target_group_arn(tg)
-        .targets(TargetDescription::builder().id(ip).port(port).build())
-        .send()
-        .await?;
-    Ok(())
-}
-
 fn sync_key(prefix: &str, tg: &str, port: u16) -> String {
     let resource = tg.splitn(6, ':').nth(5).unwrap_or(tg);
     format!("{prefix}{resource}/{ALB}/{port}.json")
@@ -202,7 +191,7 @@ async fn target_sync_create_update_delete() -> R {
     let w = &s.w;
     let tg = w.target_group("api-80", 80).await?;
     // Registered by someone else: the custom resource must leave it alone.
-    register_foreign(w, &tg, "10.0.9.9", 80).await?;
+    w.register(&tg, "10.0.9.9", 80).await?;
     w.answer(ALB, &["10.0.1.10", "10.0.2.20"]);
     let props = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80", "StateBucket": BUCKET,
                        "DeregisterAfter": "1", "RecordTypes": ["A"]});
@@ -452,7 +441,7 @@ async fn a_failed_create_answers_a_marker_whose_delete_touches_nothing() -> R {
 
     // Meanwhile the group has a target and DNS works: a Delete that ran the
     // handler could deregister; with the marker it touches nothing.
-    register_foreign(w, &tg, "10.0.1.10", 80).await?;
+    w.register(&tg, "10.0.1.10", 80).await?;
     w.answer(ALB, &["10.0.1.10"]);
     let marker = created.id().to_owned();
     let deleted = s

@@ -243,17 +243,7 @@ async fn corrupt_state_is_rebuilt_without_deregistering_and_kept_aside() -> R {
     let w = World::start().await?;
     let tg = w.target_group("corrupt", 80).await?;
     // A stale target that a valid state would eventually remove.
-    w.elb
-        .register_targets()
-        .target_group_arn(&tg)
-        .targets(
-            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
-                .id("10.0.1.99")
-                .port(80)
-                .build(),
-        )
-        .send()
-        .await?;
+    w.register(&tg, "10.0.1.99", 80).await?;
     let key = state_key(&tg, ALB, 80);
     let garbage = b"{\"schema_version\": 1, \"pending\": {\"10.0.1.99:80\": 9";
     w.s3.put_object()
@@ -467,17 +457,7 @@ async fn metrics_carry_the_counts_with_target_group_and_name() -> R {
 async fn tracked_ownership_leaves_hand_added_targets_alone() -> R {
     let w = World::start().await?;
     let tg = w.target_group("tracked", 80).await?;
-    w.elb
-        .register_targets()
-        .target_group_arn(&tg)
-        .targets(
-            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
-                .id("10.0.2.200")
-                .port(80)
-                .build(),
-        )
-        .send()
-        .await?;
+    w.register(&tg, "10.0.2.200", 80).await?;
     let mut m = mapping(ALB, &tg, 80);
     m["ownership"] = json!("tracked");
     m["deregister_after"] = json!(1);
@@ -587,17 +567,7 @@ async fn answers_that_stay_full_never_count_a_target_down() -> R {
     // them may still be live. Only short answers show the whole name.
     let w = World::start().await?;
     let tg = w.target_group("full", 80).await?;
-    w.elb
-        .register_targets()
-        .target_group_arn(&tg)
-        .targets(
-            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
-                .id("10.0.9.9")
-                .port(80)
-                .build(),
-        )
-        .send()
-        .await?;
+    w.register(&tg, "10.0.9.9", 80).await?;
     let twelve: Vec<String> = (1..=12).map(|n| format!("10.0.1.{n}")).collect();
     let twelve: Vec<&str> = twelve.iter().map(String::as_str).collect();
     w.dns.set(

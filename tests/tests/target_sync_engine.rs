@@ -134,17 +134,7 @@ async fn racing_engine(
 
 async fn stale_target_counting_down(w: &World, name: &str) -> Result<(String, String), BoxError> {
     let tg = w.target_group(name, 80).await?;
-    w.elb
-        .register_targets()
-        .target_group_arn(&tg)
-        .targets(
-            elbv2::types::TargetDescription::builder()
-                .id("10.0.1.9")
-                .port(80)
-                .build(),
-        )
-        .send()
-        .await?;
+    w.register(&tg, "10.0.1.9", 80).await?;
     w.answer(ALB, &["10.0.1.1"]);
     let mapping = &config(w, &tg)?.mappings[0];
     let key = state_key("target-sync/", mapping);
