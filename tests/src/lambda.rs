@@ -325,6 +325,21 @@ impl FunctionProcess {
             .ok_or_else(|| self.failure(&format!("{} did not exit within {timeout:?}", self.name)))
     }
 
+    /// For a process that must not start: waits for it to exit with a
+    /// failure and returns the line its cold start logged about the
+    /// configuration (`invalid configuration`).
+    pub async fn config_error(&mut self) -> Result<String, BoxError> {
+        let exit = self.wait_exit(Duration::from_secs(10)).await?;
+        if exit.status.success() {
+            return Err(format!("{} exited 0 despite a bad configuration", self.name).into());
+        }
+        let logs = self.logs();
+        logs.lines()
+            .find(|l| l.contains("invalid configuration"))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no `invalid configuration` line in:\n{logs}").into())
+    }
+
     /// Everything the process wrote to stdout and stderr so far.
     pub fn logs(&self) -> String {
         let logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);

@@ -119,6 +119,16 @@ impl World {
         }
     }
 
+    /// The keys where unusable state objects were kept aside.
+    pub async fn unusable_keys(&self) -> Result<Vec<String>, BoxError> {
+        Ok(self
+            .keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.contains(".unusable-"))
+            .collect())
+    }
+
     /// Every key in the state bucket.
     pub async fn keys(&self) -> Result<Vec<String>, BoxError> {
         let out = self.s3.list_objects_v2().bucket(BUCKET).send().await?;

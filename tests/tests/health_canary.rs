@@ -710,13 +710,7 @@ async fn bad_configuration_fails_the_cold_start_without_any_network_call() -> R 
         ));
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let mut f = s.spawn(&env).await?;
-        let exit = f.wait_exit(Duration::from_secs(10)).await?;
-        assert!(!exit.status.success(), "{location}: should not start");
-        let logs = f.logs();
-        let line = logs
-            .lines()
-            .find(|l| l.contains("invalid configuration"))
-            .ok_or(format!("no error line: {logs}"))?;
+        let line = f.config_error().await?;
         assert!(
             line.contains(&format!("{location}:")) && line.contains(needle),
             "{line}"
