@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::fields::{FieldError, parse_bool, shorten, split_list};
+use crate::fields::{FieldError, json_array, parse_bool, shorten, split_list};
 use crate::mapping::{
     DEFAULT_DEREGISTER_AFTER, DEFAULT_MAX_DEREGISTER_PERCENT, DEFAULT_MAX_LOOKUPS, Mapping, Naming,
     Ownership, RecordKind, TargetGroupArn, validate_dns_name,
@@ -254,22 +254,7 @@ fn parse_targets(text: &str) -> Result<Vec<Mapping>, ConfigError> {
 }
 
 fn parse_targets_json(json: &str) -> Result<Vec<Mapping>, ConfigError> {
-    let value: Value = serde_json::from_str(json).map_err(|e| {
-        ConfigError::new(
-            "TARGETS",
-            format!("is not valid JSON ({e}): {}", shorten(json)),
-        )
-    })?;
-    let Value::Array(items) = &value else {
-        return Err(ConfigError::new(
-            "TARGETS",
-            format!("expected a JSON array of mappings, got {}", shorten(json)),
-        ));
-    };
-    if items.is_empty() {
-        return Err(ConfigError::new("TARGETS", "is an empty array"));
-    }
-    items
+    json_array("TARGETS", json, "mappings")?
         .iter()
         .enumerate()
         .map(|(i, item)| Mapping::from_json(&format!("TARGETS[{i}]"), item, Naming::Snake))

@@ -2,6 +2,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Time the scheduled functions keep back from the Lambda deadline to
+/// publish their metrics and answer.
+pub const RESPONSE_MARGIN: Duration = Duration::from_secs(3);
+
 /// The Runtime API's deadline (epoch milliseconds) as an instant, less
 /// `margin`. A missing deadline (0) counts as Lambda's maximum of 15 minutes.
 pub fn lambda_deadline(deadline_ms: u64, margin: Duration) -> Instant {

@@ -200,6 +200,27 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A non-empty JSON array held by the variable `variable` (`what` names its
+/// items in messages, e.g. "mappings").
+pub fn json_array(variable: &str, text: &str, what: &str) -> Result<Vec<Value>, FieldError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        FieldError::new(
+            variable,
+            format!("is not valid JSON ({e}): {}", shorten(text)),
+        )
+    })?;
+    match value {
+        Value::Array(items) if items.is_empty() => {
+            Err(FieldError::new(variable, "is an empty array"))
+        }
+        Value::Array(items) => Ok(items),
+        _ => Err(FieldError::new(
+            variable,
+            format!("expected a JSON array of {what}, got {}", shorten(text)),
+        )),
+    }
+}
+
 /// Splits `a, b,c` into trimmed, non-empty items.
 pub fn split_list(text: &str) -> Vec<String> {
     text.split(',')

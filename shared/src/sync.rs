@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::aws::{AwsError, s3_client};
 use crate::config::SyncConfig;
-use crate::deadline::lambda_deadline;
+use crate::deadline::{RESPONSE_MARGIN, lambda_deadline};
 use crate::dns::{HickoryDns, Lookup, Resolved, resolve};
 use crate::elb::{Elb, TargetGroups};
 use crate::mapping::{Mapping, RecordKind, TargetGroupArn};
@@ -31,8 +31,6 @@ use crate::store::{S3Store, SaveError, StateStore, Version};
 
 /// Mappings synced at the same time (AWS API rate limits are per account).
 const CONCURRENT_MAPPINGS: usize = 16;
-/// Time kept back from the Lambda deadline to publish metrics and answer.
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 /// Of that margin, what publishing the metrics may take.
 const PUBLISH_TIME: Duration = Duration::from_secs(2);
 
@@ -210,7 +208,7 @@ impl<D: Lookup, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, T, S, M> {
     /// The Lambda handler: any event (the schedule's) starts one run.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<SyncReport, SyncFailed> {
         let report = self
-            .run(lambda_deadline(event.context.deadline, DEADLINE_MARGIN))
+            .run(lambda_deadline(event.context.deadline, RESPONSE_MARGIN))
             .await;
         // A failure is logged by the runtime (with the summary) and reported
         // to Lambda, so that the Errors metric and an alarm see it.

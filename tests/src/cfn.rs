@@ -5,9 +5,8 @@
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use bytes::Bytes;
@@ -29,20 +28,6 @@ pub const RESPONSES_BUCKET: &str = "cfn-responses";
 pub const STACK_ID: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/tether/8d3e6f40-1a2b-11f0-9c4d-0affd1e2f3a5";
 pub const SERVICE_TOKEN: &str =
     "arn:aws:lambda:us-east-1:123456789012:function:tether-custom-resources";
-
-fn unique() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(1);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!(
-        "{:08x}-{:04x}-4c00-9000-{n:012x}",
-        std::process::id(),
-        nanos & 0xffff
-    )
-}
 
 /// A response as CloudFormation would read it.
 #[derive(Debug, Clone)]
@@ -68,7 +53,7 @@ impl Responses {
     pub async fn url(&self) -> Result<(String, String), BoxError> {
         let key = format!(
             "arn%3Aaws%3Acloudformation%3A{REGION}%3A123456789012%3Astack/tether/{}",
-            unique()
+            crate::lambda::new_request_id()
         );
         let presigned = self
             .s3
@@ -141,7 +126,7 @@ fn base(
         "ServiceToken": SERVICE_TOKEN,
         "ResponseURL": url,
         "StackId": STACK_ID,
-        "RequestId": unique(),
+        "RequestId": crate::lambda::new_request_id(),
         "LogicalResourceId": logical_id,
         "ResourceType": resource_type,
         "ResourceProperties": with_token(properties),

@@ -660,8 +660,8 @@ async fn watch_exit(
     state.send_modify(|s| s.exit_status = Some(status));
 }
 
-/// A fresh request id in UUID shape.
-fn new_request_id() -> String {
+/// A fresh id in UUID shape (request ids, CloudFormation event ids).
+pub(crate) fn new_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(1);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()

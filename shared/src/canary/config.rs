@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 use crate::config::{ConfigError, DnsSettings, Vars, dns_settings, namespace};
-use crate::fields::{Fields, shorten, show, split_list};
+use crate::fields::{Fields, json_array, shorten, show, split_list};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
 pub const DEFAULT_PROBES: u64 = 1;
@@ -245,21 +245,7 @@ impl CanaryConfig {
 }
 
 fn parse_targets(json: &str) -> Result<Vec<Endpoint>, ConfigError> {
-    let value: Value = serde_json::from_str(json).map_err(|e| {
-        ConfigError::new(
-            "CANARY_TARGETS",
-            format!("is not valid JSON ({e}): {}", shorten(json)),
-        )
-    })?;
-    let Value::Array(items) = &value else {
-        return Err(ConfigError::new(
-            "CANARY_TARGETS",
-            format!("expected a JSON array of endpoints, got {}", shorten(json)),
-        ));
-    };
-    if items.is_empty() {
-        return Err(ConfigError::new("CANARY_TARGETS", "is an empty array"));
-    }
+    let items = json_array("CANARY_TARGETS", json, "endpoints")?;
     if items.len() > MAX_ENDPOINTS {
         return Err(ConfigError::new(
             "CANARY_TARGETS",

@@ -28,7 +28,7 @@ use serde_json::Value;
 use tokio::time::{sleep_until, timeout_at};
 use tracing::{error, info, warn};
 
-use crate::deadline::lambda_deadline;
+use crate::deadline::{RESPONSE_MARGIN, lambda_deadline};
 use crate::dns::{HickoryDns, Lookup};
 use crate::metrics::{CloudWatch, Datum, Metrics, Unit};
 pub use config::{CanaryConfig, Endpoint, StatusSet};
@@ -186,10 +186,7 @@ impl<M: Metrics> Canary<M> {
     /// The Lambda handler: any event (the schedule's) starts one run.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<CanaryReport, CanaryFailed> {
         let report = self
-            .run(lambda_deadline(
-                event.context.deadline,
-                crate::sync::DEADLINE_MARGIN,
-            ))
+            .run(lambda_deadline(event.context.deadline, RESPONSE_MARGIN))
             .await;
         if report.failures().is_empty() {
             Ok(report)
