@@ -12,13 +12,10 @@ from samtranslator.translator.transform import transform
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TG_80 = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/orders-80/0123456789abcdef"
-TG_443 = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/orders-443/fedcba9876543210"
-ALB = "internal-orders-123.us-east-1.elb.amazonaws.com"
-
 # Every optional part switched on.
 PARAMETERS = {
-    "Mappings": f"{ALB}|{TG_80}|80,{ALB}|{TG_443}|443",
+    "EnableTargetSync": "true",
+    "TagPrefix": "tether:",
     "CanaryTargets": '[{"name":"orders","url":"https://api.example.com/health"},'
     '{"name":"billing","url":"https://billing.example.com/health"}]',
     "CanaryEndpoints": "orders,billing",
@@ -30,7 +27,7 @@ PARAMETERS = {
     "ExampleVpcEndpointDnsName": "vpce-0123.execute-api.us-east-1.vpce.amazonaws.com",
     "ExampleVpcId": "vpc-0123456789abcdef0",
     "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops",
-    "MetricsNamespace": "Tether",
+    "MetricsNamespace": "tether",
 }
 REGION = "us-east-1"
 

@@ -6,17 +6,25 @@ A change that widens a policy, adds a function the workspace cannot build,
 or loosens the bucket makes one of these fail."""
 
 import json
+import re
 import subprocess
 
 import pytest
 
-from render import ALB, ROOT, TG_443, TG_80, load, render
+from render import PARAMETERS, ROOT, load, render
 
 BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 VPC = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 FUNCTIONS = {"TargetSyncFunction": "target-sync", "HealthCanaryFunction": "health-canary", "CustomResourcesFunction": "custom-resources"}
 # The only actions AWS offers no resource-level permission for, and so may be on "*".
-STAR_OK = {"elasticloadbalancing:DescribeTargetHealth", "cloudwatch:PutMetricData"}
+STAR_OK = {
+    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeLoadBalancers",
+    "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcEndpoints", "cloudwatch:PutMetricData",
+}
+REGISTER = {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
+# What target-sync publishes per run (dimension FunctionName), as in /work/notes/contract.md.
+PER_RUN_METRICS = {"FailedMappings", "SyncedMappings", "SaturatedMappings", "HeldBackTargets"}
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +36,38 @@ def as_list(x):
     return x if isinstance(x, list) else [x]
 
 
+def policy_document(doc):
+    """A policy document as a dict. One given as a string (Fn::Sub over JSON
+    text, for a condition key built from a parameter) is parsed with its
+    ${...} placeholders left in place: they sit inside JSON strings."""
+    if isinstance(doc, dict) and "Fn::Sub" in doc:
+        sub = doc["Fn::Sub"]
+        return json.loads(sub if isinstance(sub, str) else sub[0])
+    return doc
+
+
+def sub_variables(doc):
+    """The variable map of a policy document given as Fn::Sub [text, map]."""
+    if isinstance(doc, dict) and isinstance(doc.get("Fn::Sub"), list):
+        return doc["Fn::Sub"][1]
+    return {}
+
+
+def managed_policies_of(rendered, role):
+    return [r for r in rendered["Resources"].values()
+            if r["Type"] == "AWS::IAM::ManagedPolicy" and {"Ref": role} in r["Properties"]["Roles"]]
+
+
 def statements_of(rendered, role):
     """Every Allow statement that reaches `role`: its inline policies and the managed policies attached to it."""
     resources = rendered["Resources"]
     out = []
     for policy in resources[role]["Properties"].get("Policies", []):
-        out += as_list(policy["PolicyDocument"]["Statement"])
-    for res in resources.values():
-        if res["Type"] == "AWS::IAM::ManagedPolicy" and {"Ref": role} in res["Properties"]["Roles"]:
-            out += as_list(res["Properties"]["PolicyDocument"]["Statement"])
+        if "Fn::If" in policy:  # a conditional policy: every condition holds in the full render
+            policy = policy["Fn::If"][1]
+        out += as_list(policy_document(policy["PolicyDocument"])["Statement"])
+    for res in managed_policies_of(rendered, role):
+        out += as_list(policy_document(res["Properties"]["PolicyDocument"])["Statement"])
     assert all(s["Effect"] == "Allow" for s in out)
     return out
 
@@ -116,33 +147,74 @@ def test_only_actions_without_resource_level_permissions_are_on_star(rendered):
 
 
 def test_metrics_only_into_the_namespace(rendered):
-    for role in ["TargetSyncFunctionRole", "HealthCanaryFunctionRole"]:
+    for role in ["TargetSyncFunctionRole", "HealthCanaryFunctionRole", "CustomResourcesFunctionRole"]:
         metric = [s for s in statements_of(rendered, role) if "cloudwatch:PutMetricData" in as_list(s["Action"])]
         assert metric, role
         for s in metric:
-            assert s["Condition"] == {"StringEquals": {"cloudwatch:namespace": {"Ref": "MetricsNamespace"}}}, role
+            assert s["Condition"] in (
+                {"StringEquals": {"cloudwatch:namespace": {"Ref": "MetricsNamespace"}}},
+                {"StringEquals": {"cloudwatch:namespace": "${MetricsNamespace}"}},
+            ), role
 
 
-def test_register_and_deregister_only_on_the_configured_target_groups(rendered):
+def test_register_and_deregister_only_on_target_groups_carrying_the_source_tag(rendered):
+    """One statement for every opted-in group: the targetgroup resource with
+    aws:ResourceTag/<TagPrefix>source present (ELB v2 service authorization reference)."""
     for role in ["TargetSyncFunctionRole", "CustomResourcesFunctionRole"]:
-        elb = [s for s in statements_of(rendered, role) if actions([s]) & {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}]
-        resources = [r for s in elb for r in as_list(s["Resource"])]
-        # Each statement names one mapping's ARN, through Fn::Select over the mapping entry.
-        assert {evaluate(r) for r in resources} == {TG_80, TG_443}, role
-    assert not actions(statements_of(rendered, "HealthCanaryFunctionRole")) & {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
+        elb = [s for s in statements_of(rendered, role) if actions([s]) & REGISTER]
+        assert len(elb) == 1, role
+        assert set(as_list(elb[0]["Action"])) == REGISTER
+        assert elb[0]["Resource"] == "arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}:targetgroup/*/*"
+        assert elb[0]["Condition"] == {"Null": {"aws:ResourceTag/${TagPrefix}source": "false"}}
+    assert not actions(statements_of(rendered, "HealthCanaryFunctionRole")) & REGISTER
+
+
+def test_one_engine_policy_for_any_number_of_target_groups(rendered):
+    """No per-mapping policies and no Fn::ForEach over mappings: the engine's
+    permissions are one managed policy, on the function and on the first sync."""
+    template = load()
+    assert "Mappings" not in template["Parameters"]
+    loops = [k for k in template["Resources"] if k.startswith("Fn::ForEach::")]
+    assert loops == ["Fn::ForEach::Endpoints"], loops
+    engine = rendered["Resources"]["TargetSyncEnginePolicy"]["Properties"]
+    assert engine["Roles"] == [{"Ref": "TargetSyncFunctionRole"}, {"Ref": "CustomResourcesFunctionRole"}]
+    assert actions(policy_document(engine["PolicyDocument"])["Statement"]) == STAR_OK | REGISTER | {
+        "s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+
+
+@pytest.mark.parametrize("prefix", ["tether:", "a", "staging tether/=+@._-:", "x" * 64])
+def test_the_policy_is_valid_json_for_every_allowed_tag_prefix(prefix):
+    """Fn::Sub fills the prefix into JSON text: TagPrefix's AllowedPattern must keep the result valid JSON."""
+    template = load()
+    pattern = template["Parameters"]["TagPrefix"]["AllowedPattern"]
+    assert re.fullmatch(pattern, prefix)
+    for bad in ['a"b', "a\\b", "", "x" * 65]:
+        assert not re.fullmatch(pattern, bad), bad
+    doc = template["Resources"]["TargetSyncEnginePolicy"]["Properties"]["PolicyDocument"]["Fn::Sub"]
+    values = {"TagPrefix": prefix, "StatePrefix": "target-sync/", "MetricsNamespace": "tether", "Bucket": "b",
+              "AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
+    text = re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], doc[0])
+    statement = [s for s in json.loads(text)["Statement"] if s["Sid"] == "RegisterOnTaggedTargetGroups"][0]
+    assert statement["Condition"] == {"Null": {f"aws:ResourceTag/{prefix}source": "false"}}
 
 
 def test_s3_only_on_the_state_bucket(rendered):
-    for role in ["TargetSyncFunctionRole", "CustomResourcesFunctionRole", "HealthCanaryFunctionRole"]:
+    bucket = {"Fn::If": ["CreateStateBucket", {"Ref": "StateBucket"}, {"Ref": "StateBucketName"}]}
+    for role in ["TargetSyncFunctionRole", "CustomResourcesFunctionRole"]:
         for s in statements_of(rendered, role):
             if any(a.startswith("s3:") for a in as_list(s["Action"])):
                 text = json.dumps(s["Resource"])
-                assert "StateBucket" in text and "*\"" not in text.replace("/*\"", "").replace("}*\"", ""), f"{role}: {text}"
+                assert "Bucket" in text and "*\"" not in text.replace("/*\"", "").replace("}*\"", ""), f"{role}: {text}"
+    assert sub_variables(rendered["Resources"]["TargetSyncEnginePolicy"]["Properties"]["PolicyDocument"]) == {"Bucket": bucket}
     sync = actions(statements_of(rendered, "TargetSyncFunctionRole"))
     assert {a for a in sync if a.startswith("s3:")} == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    # The bucket is dedicated: plain ListBucket, so a missing key answers NoSuchKey, never AccessDenied.
     listing = [s for s in statements_of(rendered, "TargetSyncFunctionRole") if s["Action"] == "s3:ListBucket"]
-    assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${StatePrefix}*"}}}
-    assert "cloudwatch:PutMetricData" not in actions(statements_of(rendered, "CustomResourcesFunctionRole"))
+    assert listing == [{"Sid": "StateListing", "Effect": "Allow", "Action": "s3:ListBucket",
+                        "Resource": "arn:${AWS::Partition}:s3:::${Bucket}"}]
+    custom = actions(statements_of(rendered, "CustomResourcesFunctionRole"))
+    assert {a for a in custom if a.startswith("s3:")} == {
+        "s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject", "s3:ListBucketVersions", "s3:DeleteObjectVersion"}
     assert not any(a.startswith("s3:") for a in actions(statements_of(rendered, "HealthCanaryFunctionRole")))
 
 
@@ -180,21 +252,40 @@ def test_functions_log_json_to_groups_with_retention(rendered):
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
-def test_each_mapping_and_endpoint_gets_its_resources(rendered):
+def test_one_first_sync_with_the_functions_environment(rendered):
+    """Custom::TargetSync runs the engine once over everything the function
+    would sync: its Environment is the function's, variable for variable."""
     res = rendered["Resources"]
-    syncs = [v for v in res.values() if v["Type"] == "Custom::TargetSync"]
-    entries = {f"{ALB}|{TG_80}|80", f"{ALB}|{TG_443}|443"}
-    assert {evaluate(v["Properties"]["TargetGroupArn"]) for v in syncs} == {TG_80, TG_443}
-    assert {"|".join(evaluate(v["Properties"][k]) for k in ("DnsName", "TargetGroupArn", "Port")) for v in syncs} == entries
-    held_back = [v for v in res.values() if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["MetricName"] == "HeldBack"]
-    assert {evaluate(v["Properties"]["Dimensions"][0]["Value"]) for v in held_back} == {
-        "targetgroup/orders-80/0123456789abcdef", "targetgroup/orders-443/fedcba9876543210"}
-    for sync in syncs:
-        # Ordered after its own policy, and deleted before the bucket is emptied.
-        policy = res[sync["Properties"]["After"]["Ref"]]
-        assert policy["Type"] == "AWS::IAM::ManagedPolicy"
-        assert policy["Properties"]["PolicyDocument"]["Statement"][0]["Resource"] == sync["Properties"]["TargetGroupArn"]
-        assert sync["Properties"]["StateBucket"]["Fn::If"][1] == {"Fn::GetAtt": ["EmptyStateBucketOnDelete", "BucketName"]}
+    syncs = {k: v for k, v in res.items() if v["Type"] == "Custom::TargetSync"}
+    assert list(syncs) == ["FirstSync"]
+    sync = syncs["FirstSync"]
+    env = res["TargetSyncFunction"]["Properties"]["Environment"]["Variables"]
+    assert sync["Properties"]["Environment"] == env
+    assert env["TAG_DISCOVERY"] == "true" and env["TAG_PREFIX"] == {"Ref": "TagPrefix"}
+    assert "TARGETS" not in env
+    # Created after the engine's policy; deleted before the bucket is emptied.
+    assert sync["DependsOn"] == "TargetSyncEnginePolicy" or "TargetSyncEnginePolicy" in sync["DependsOn"]
+    assert env["STATE_BUCKET"]["Fn::If"][1] == {"Fn::GetAtt": ["EmptyStateBucketOnDelete", "BucketName"]}
+    assert set(sync["Properties"]) - {"ServiceToken", "ServiceTimeout"} == {"Environment"}
+
+
+def test_per_run_alarms_watch_what_target_sync_publishes(rendered):
+    res = rendered["Resources"]
+    alarms = {k: v["Properties"] for k, v in res.items()
+              if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["Namespace"] == {"Ref": "MetricsNamespace"}
+              and v["Properties"]["MetricName"] != "Success"}
+    assert {a["MetricName"] for a in alarms.values()} == {"FailedMappings", "SaturatedMappings", "HeldBackTargets"}
+    assert {a["MetricName"] for a in alarms.values()} <= PER_RUN_METRICS
+    for name, alarm in alarms.items():
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "TargetSyncFunction"}}], name
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold"), name
+        assert res[name]["Condition"] == "HasSyncMetrics"
+    assert "alb:" in alarms["SaturatedMappingsAlarm"]["AlarmDescription"]
+    assert not [v for v in res.values() if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["MetricName"] == "HeldBack"]
+
+
+def test_endpoints_get_alarms_and_health_checks(rendered):
+    res = rendered["Resources"]
     checks = {k: v for k, v in res.items() if v["Type"] == "AWS::Route53::HealthCheck"}
     assert set(checks) == {"EndpointHealthCheckorders", "EndpointHealthCheckbilling", "FailoverHealthCheck"}
     for check in checks.values():
@@ -205,11 +296,21 @@ def test_each_mapping_and_endpoint_gets_its_resources(rendered):
     assert alarm["Dimensions"] == [{"Name": "Endpoint", "Value": "orders"}]
 
 
+def test_target_sync_off_creates_none_of_its_parts():
+    res = render({"EnableTargetSync": "false"})["Resources"]
+    template = load()
+    for name, resource in template["Resources"].items():
+        if isinstance(resource, dict) and resource.get("Condition") in ("HasTargetSync", "HasSyncMetrics", "CreateStateBucket"):
+            assert name not in res or "Condition" in res[name], name
+    conditions = render({"EnableTargetSync": "false"})["Conditions"]
+    assert conditions["CreateStateBucket"]["Fn::And"][0] == {"Condition": "HasTargetSync"}
+
+
 def test_every_select_is_in_range_with_the_default_parameters():
     """A deploy with the defaults (no mappings, no canary endpoints): Fn::ForEach
     runs once over "", and the transform evaluates every Fn::Select even of
     resources whose condition is false."""
-    defaults = render({"Mappings": "", "CanaryTargets": "", "CanaryEndpoints": "", "SubnetIds": "",
+    defaults = render({"CanaryTargets": "", "CanaryEndpoints": "", "SubnetIds": "",
                        "SecurityGroupIds": "", "HostedZoneId": "", "ExampleVpcEndpointDnsName": "", "ExampleVpcId": ""})
     found = list(selects(defaults["Resources"]))
     assert found, "the template has no Fn::Select to check"
