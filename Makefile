@@ -56,7 +56,14 @@ lint-rust: ## rustfmt and clippy, warnings are errors.
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-lint-template: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, and the policy tests of the rendered template.
+lint-template: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, and the policy and quota tests of the rendered template.
+	@# SAM CLI before 1.160 crashes on Fn::ForEach ('list' object has no attribute 'get').
+	@version=$$($(LINT_VENV)/bin/sam --version | sed -n 's/.*version \([0-9][0-9.]*\).*/\1/p'); \
+	if [ -z "$$version" ] || ! printf '%s\n' 1.160.0 "$$version" | sort --version-sort --check=quiet; then \
+		echo "SAM CLI $${version:-(unknown version)} is too old: tether needs SAM CLI 1.160 or later (Fn::ForEach)." >&2; \
+		echo "Reinstall the pinned tools: rm -rf $(LINT_VENV) && make lint-template" >&2; \
+		exit 1; \
+	fi
 	$(LINT_VENV)/bin/cfn-lint template.yaml
 	$(LINT_VENV)/bin/sam validate --lint --template-file template.yaml
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --quiet --compact --skip-download

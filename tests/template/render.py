@@ -26,8 +26,11 @@ PARAMETERS = {
     "RecordTarget": "vpce-0123.execute-api.us-east-1.vpce.amazonaws.com",
     "ExampleVpcEndpointDnsName": "vpce-0123.execute-api.us-east-1.vpce.amazonaws.com",
     "ExampleVpcId": "vpc-0123456789abcdef0",
-    "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops",
+    "AlarmTopic": "arn:aws:sns:us-east-1:123456789012:ops",
     "MetricsNamespace": "tether",
+    "ReserveConcurrency": "true",
+    "EnvironmentName": "production",
+    "PermissionsBoundaryArn": "arn:aws:iam::123456789012:policy/platform-boundary",
 }
 REGION = "us-east-1"
 

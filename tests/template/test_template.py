@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from evaluate import conditions, created, worst_case_text
 from render import PARAMETERS, ROOT, load, render
 
 BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
@@ -215,7 +216,26 @@ def test_s3_only_on_the_state_bucket(rendered):
     custom = actions(statements_of(rendered, "CustomResourcesFunctionRole"))
     assert {a for a in custom if a.startswith("s3:")} == {
         "s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject", "s3:ListBucketVersions", "s3:DeleteObjectVersion"}
-    assert not any(a.startswith("s3:") for a in actions(statements_of(rendered, "HealthCanaryFunctionRole")))
+    assert not any(a.startswith("s3:") for a in actions(statements_of(rendered, "HealthCanaryFunctionRole")) - {"s3:GetObject"})
+
+
+def test_the_canary_reads_only_its_endpoints_object():
+    """CanaryTargetsS3Uri: GetObject on that one object, the URI in CANARY_TARGETS_S3_URI, no inline CANARY_TARGETS."""
+    params = {"CanaryTargets": "", "CanaryTargetsS3Uri": "s3://platform-config/tether/prod/endpoints.json"}
+    rendered = render(params)
+    reads = [s for s in statements_of(rendered, "HealthCanaryFunctionRole") if "s3:GetObject" in as_list(s["Action"])]
+    assert len(reads) == 1 and reads[0]["Action"] == "s3:GetObject"
+    declared = load()["Parameters"]
+    assert worst_case_text(reads[0]["Resource"], params, declared) == "arn:aws-iso-b:s3:::platform-config/tether/prod/endpoints.json"
+    env = rendered["Resources"]["HealthCanaryFunction"]["Properties"]["Environment"]["Variables"]
+    assert worst_case_text(env["CANARY_TARGETS_S3_URI"], params, declared) == params["CanaryTargetsS3Uri"]
+    assert env["CANARY_TARGETS"] == {"Fn::If": ["HasCanaryTargetsObject", {"Ref": "AWS::NoValue"}, {"Ref": "CanaryTargets"}]}
+    assert conditions(load(), params)["HasCanaryTargetsObject"]
+    pattern = declared["CanaryTargetsS3Uri"]["AllowedPattern"]
+    for bad in ["s3://bucket/*", "s3://bucket/", "https://bucket/key", "s3://Bucket/key"]:
+        assert not re.fullmatch(pattern, bad), bad
+    # With the URI empty the Select must stay in range (the transform evaluates it anyway).
+    assert evaluate({"Fn::Select": [1, {"Fn::Split": ["s3://", "s3://"]}]}) == ""
 
 
 def test_state_bucket_is_private_encrypted_versioned_and_emptied_on_delete(rendered):
@@ -240,7 +260,80 @@ def test_schedules_never_pile_up(rendered):
         assert retry == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
         invoke = [v for v in res.values() if v["Type"] == "AWS::Lambda::EventInvokeConfig" and v["Properties"]["FunctionName"] == {"Ref": fn}]
         assert invoke[0]["Properties"]["MaximumRetryAttempts"] == 0
-    assert res["TargetSyncFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
+
+def test_reserved_concurrency_is_opt_in(rendered):
+    """It fails where fewer than 100 unreserved executions would remain (new accounts)."""
+    assert load()["Parameters"]["ReserveConcurrency"]["Default"] == "false"
+    for fn in ["TargetSyncFunction", "HealthCanaryFunction"]:
+        assert rendered["Resources"][fn]["Properties"]["ReservedConcurrentExecutions"] == {
+            "Fn::If": ["ReservesConcurrency", 1, {"Ref": "AWS::NoValue"}]}
+    assert "ReservedConcurrentExecutions" not in rendered["Resources"]["CustomResourcesFunction"]["Properties"]
+
+
+def test_schedules_have_no_fixed_name(rendered):
+    """A ScheduleV2 event is named after its logical id unless OmitName is set,
+    and names are unique per account and region: a second stack would fail."""
+    schedules = [v for v in rendered["Resources"].values() if v["Type"] == "AWS::Scheduler::Schedule"]
+    assert len(schedules) == 2
+    for s in schedules:
+        assert "Name" not in s["Properties"], s
+
+
+def test_the_canary_runs_every_minute_whatever_the_sync_schedule():
+    res = render({"ScheduleRate": "rate(5 minutes)"})["Resources"]
+    rates = {fn: [v["Properties"]["ScheduleExpression"] for v in res.values()
+                  if v["Type"] == "AWS::Scheduler::Schedule" and json.dumps(v).count(f'"{fn}"')][0]
+             for fn in ["TargetSyncFunction", "HealthCanaryFunction"]}
+    assert rates == {"TargetSyncFunction": {"Ref": "ScheduleRate"}, "HealthCanaryFunction": "rate(1 minute)"}
+
+
+def test_one_failed_probe_never_fails_a_region_over():
+    """Defaults: with 6 probes a minute, one failure is a ratio of 5/6; the
+    alarm needs a ratio below SuccessThreshold for AlarmEvaluationPeriods minutes."""
+    declared = load()["Parameters"]
+    probes = int(declared["ProbesPerInvocation"]["Default"])
+    threshold = float(declared["SuccessThreshold"]["Default"])
+    assert (probes - 1) / probes >= threshold
+    assert int(declared["AlarmEvaluationPeriods"]["Default"]) >= 2
+    # Every allowed probes x interval fits the one-minute schedule and the canary's timeout.
+    longest = declared["ProbesPerInvocation"]["MaxValue"] * declared["ProbeIntervalMs"]["MaxValue"] / 1000
+    assert longest <= 60 < load()["Resources"]["HealthCanaryFunction"]["Properties"]["Timeout"]
+
+
+def test_custom_resources_carry_a_service_timeout_shorter_than_the_function(rendered):
+    """ServiceTimeout (1 to 3600 s, default 3600) bounds how long CloudFormation
+    waits for an answer that never comes."""
+    res = rendered["Resources"]
+    timeout = res["CustomResourcesFunction"]["Properties"]["Timeout"]
+    custom = {k: v for k, v in res.items() if v["Type"].startswith("Custom::") or v["Type"] == "AWS::CloudFormation::CustomResource"}
+    assert set(custom) == {"FirstSync", "EmptyStateBucketOnDelete", "ExampleVpcEndpointAddresses"}
+    for name, resource in custom.items():
+        service_timeout = int(resource["Properties"]["ServiceTimeout"])
+        assert 1 <= service_timeout < timeout, name
+
+
+def test_health_check_names_contain_the_region(rendered):
+    """Route 53 health checks are global: both halves of a failover pair list side by side."""
+    checks = [v for v in rendered["Resources"].values() if v["Type"] == "AWS::Route53::HealthCheck"]
+    assert checks
+    for check in checks:
+        name = [tag["Value"] for tag in check["Properties"]["HealthCheckTags"] if tag["Key"] == "Name"][0]
+        assert "${AWS::Region}" in name["Fn::Sub"], name
+
+
+def test_alarm_actions_reach_a_topic_in_the_alarms_region(rendered):
+    """CloudWatch alarm actions must use an SNS topic in the alarm's own region:
+    a topic name becomes an ARN in this stack's region."""
+    topic = {"Fn::If": ["HasAlarmTopic", [{"Fn::If": ["AlarmTopicIsArn", {"Ref": "AlarmTopic"}, {
+        "Fn::Sub": "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:${AlarmTopic}"}]}], {"Ref": "AWS::NoValue"}]}
+    alarms = [v["Properties"] for v in rendered["Resources"].values() if v["Type"] == "AWS::CloudWatch::Alarm"]
+    for alarm in alarms:
+        for key in ("AlarmActions", "OKActions"):
+            if key in alarm:
+                assert alarm[key] == topic, alarm
+    template = load()
+    for value, is_arn in [("ops", False), ("arn:aws:sns:us-west-2:123456789012:ops", True), ("", False)]:
+        assert conditions(template, {"AlarmTopic": value})["AlarmTopicIsArn"] is is_arn
 
 
 def test_functions_log_json_to_groups_with_retention(rendered):
@@ -318,9 +411,100 @@ def test_every_select_is_in_range_with_the_default_parameters():
         evaluate(node)
 
 
-def test_canary_endpoints_with_any_characters_and_a_check_against_the_targets(rendered):
-    res = render({"CanaryEndpoints": "orders-api,billing.v2"})["Resources"]
-    assert {"EndpointAlarmordersapi", "EndpointHealthCheckbillingv2"} <= set(res)
-    assert res["EndpointHealthCheckordersapi"]["Properties"]["HealthCheckConfig"]["AlarmIdentifier"]["Name"] == {"Ref": "EndpointAlarmordersapi"}
+def test_canary_endpoint_names_and_a_check_against_the_targets(rendered):
+    res = render({"CanaryEndpoints": "ordersApi,billing2"})["Resources"]
+    assert {"EndpointAlarmordersApi", "EndpointHealthCheckbilling2"} <= set(res)
+    assert res["EndpointHealthCheckordersApi"]["Properties"]["HealthCheckConfig"]["AlarmIdentifier"]["Name"] == {"Ref": "EndpointAlarmordersApi"}
     env = rendered["Resources"]["HealthCanaryFunction"]["Properties"]["Environment"]["Variables"]
     assert env["CANARY_ENDPOINTS"] == {"Fn::Join": [",", {"Ref": "CanaryEndpoints"}]}
+
+
+def test_list_parameters_check_every_item():
+    """AllowedPattern applies to each item of a CommaDelimitedList; endpoint
+    names cannot collide once punctuation is stripped (they have none)."""
+    declared = load()["Parameters"]
+    cases = {
+        "SubnetIds": (["subnet-0123456789abcdef0", "subnet-01234567", ""], ["subnet-XYZ", "sg-01234567", " subnet-01234567"]),
+        "SecurityGroupIds": (["sg-0123456789abcdef0", ""], ["subnet-01234567", "sg-"]),
+        "CanaryEndpoints": (["orders", "Billing2", ""], ["orders-api", "billing.v2", "a b", "x" * 65]),
+    }
+    for name, (good, bad) in cases.items():
+        assert declared[name]["Type"] == "CommaDelimitedList"
+        pattern = declared[name]["AllowedPattern"]
+        for item in good:
+            assert re.fullmatch(pattern, item), (name, item)
+        for item in bad:
+            assert not re.fullmatch(pattern, item), (name, item)
+
+
+def test_rules_refuse_empty_items_and_parts_that_only_work_together():
+    """An empty item (a trailing comma) passes the per-item pattern of an
+    empty list, so Rules refuse it unless the whole list is empty."""
+    rules = json.dumps(load()["Rules"])
+    for needle in ['{"Fn::Contains": [{"Ref": "SubnetIds"}, ""]}', '{"Fn::Contains": [{"Ref": "SecurityGroupIds"}, ""]}',
+                   '{"Fn::Contains": [{"Ref": "CanaryEndpoints"}, ""]}', '{"Fn::EachMemberEquals": [{"Ref": "SubnetIds"}, ""]}']:
+        assert needle in rules, needle
+    names = set(load()["Rules"])
+    assert {"CanaryTargetsFromOnePlace", "CanaryRunsInTheVpc", "SubnetsWithSecurityGroups", "EndpointsNeedTheCanary",
+            "FailoverRecordNeedsItsParts", "ExampleNeedsItsVpc"} <= names
+
+
+def test_log_level_cannot_print_raw_events():
+    """At TRACE lambda_runtime logs the raw event, whose ResponseURL is a pre-signed credential."""
+    levels = load()["Parameters"]["LogLevel"]["AllowedValues"]
+    assert "TRACE" not in levels and "DEBUG" in levels
+
+
+# Types that take tags, and the property that holds them.
+TAGGED = {"AWS::Lambda::Function": "Tags", "AWS::IAM::Role": "Tags", "AWS::Logs::LogGroup": "Tags", "AWS::S3::Bucket": "Tags",
+          "AWS::CloudWatch::Alarm": "Tags", "AWS::Route53::HealthCheck": "HealthCheckTags",
+          "AWS::ElasticLoadBalancingV2::TargetGroup": "Tags"}
+
+
+def test_every_resource_that_takes_tags_carries_the_environment_tag(rendered):
+    for name, res in rendered["Resources"].items():
+        # SAM gives the roles it makes for the schedules no tags; stack tags reach them.
+        if res["Type"] in TAGGED and not name.endswith("ScheduleRole"):
+            tags = res["Properties"].get(TAGGED[res["Type"]], [])
+            assert {"Key": "environment", "Value": {"Ref": "EnvironmentName"}} in tags, name
+
+
+def test_every_role_takes_the_permissions_boundary(rendered):
+    roles = [v for v in rendered["Resources"].values() if v["Type"] == "AWS::IAM::Role"]
+    assert len(roles) == 5  # one per function, one per schedule
+    for role in roles:
+        assert role["Properties"]["PermissionsBoundary"] == {
+            "Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "AWS::NoValue"}]}
+
+
+def test_with_every_optional_part_off_only_what_is_needed_is_created():
+    template = render({k: "" for k in ["CanaryTargets", "CanaryEndpoints", "SubnetIds", "SecurityGroupIds", "HostedZoneId",
+                                        "RecordName", "RecordTarget", "ExampleVpcEndpointDnsName", "ExampleVpcId", "AlarmTopic",
+                                        "PermissionsBoundaryArn"]} | {"ReserveConcurrency": "false"})
+    defaults = {k: v.get("Default", "") for k, v in load()["Parameters"].items()}
+    made = created(template, defaults)
+    assert not {k for k in made if "Canary" in k or "Endpoint" in k or "Failover" in k or "Example" in k}, made
+    assert {"TargetSyncFunction", "FirstSync", "StateBucket", "CustomResourcesFunction", "Dashboard"} <= made
+    made_off = created(template, defaults | {"EnableTargetSync": "false"})
+    assert not {k for k in made_off if "TargetSync" in k or "State" in k or "CustomResources" in k or "Mappings" in k}, made_off
+    with_canary = created(template, defaults | {"EnableTargetSync": "false", "CanaryTargetsS3Uri": "s3://b0/k"})
+    assert "CustomResourcesFunction" not in with_canary and "HealthCanaryFunction" in with_canary
+
+
+def test_samconfig_environments_name_only_template_parameters():
+    import shlex
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    declared = load()["Parameters"]
+    for env, commands in config.items():
+        if not isinstance(commands, dict):
+            continue
+        assert commands["global"]["parameters"]["language_extensions"] is True, env
+        deploy = commands.get("deploy", {}).get("parameters", {})
+        for item in shlex.split(deploy.get("parameter_overrides", "")):
+            name, value = item.split("=", 1)
+            assert name in declared, (env, name)
+            if "AllowedValues" in declared[name]:
+                assert value in declared[name]["AllowedValues"], (env, item)
+        assert "project=" in deploy.get("tags", ""), env

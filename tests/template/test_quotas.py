@@ -1,0 +1,102 @@
+"""Quotas a real account imposes on the rendered template, with every part on
+and many endpoints. Each test names the quota it guards; a change that would
+pass every linter but fail a deploy makes one of these fail."""
+
+import json
+
+import pytest
+
+from evaluate import worst_case_text
+from render import PARAMETERS, load, render
+
+# Many endpoints, with names of the longest allowed form where it matters.
+ENDPOINTS = [f"endpoint{i:03d}service" for i in range(150)]
+FLEET = {
+    **PARAMETERS,
+    "CanaryTargets": "",
+    "CanaryTargetsS3Uri": "s3://platform-configuration-bucket/tether/production/canary-endpoints.json",
+    "CanaryEndpoints": ",".join(ENDPOINTS),
+    "DnsServers": "10.0.0.2:53,10.1.0.2:53,[fd00:ec2::253]:53",
+    "StateBucketName": "b" * 63,
+    "StatePrefix": "target-sync/" + "p" * 50 + "/",
+    "TagPrefix": "t" * 64,
+}
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return render(FLEET)
+
+
+def test_quota_iam_managed_policies_per_role_at_most_10(fleet):
+    """IAM: 10 managed policies attached to a role (default quota)."""
+    res = fleet["Resources"]
+    for name, role in res.items():
+        if role["Type"] != "AWS::IAM::Role":
+            continue
+        arns = role["Properties"].get("ManagedPolicyArns", [])
+        attached = [k for k, v in res.items()
+                    if v["Type"] == "AWS::IAM::ManagedPolicy" and {"Ref": name} in v["Properties"].get("Roles", [])]
+        assert len(arns) + len(attached) <= 10, (name, arns, attached)
+
+
+def test_quota_lambda_environment_at_most_4_kb(fleet):
+    """Lambda: 4 KB for all of a function's environment variables (keys and values)."""
+    declared = load()["Parameters"]
+    for name, res in fleet["Resources"].items():
+        if res["Type"] != "AWS::Lambda::Function":
+            continue
+        variables = res["Properties"].get("Environment", {}).get("Variables", {})
+        size = 0
+        for key, value in variables.items():
+            text = worst_case_text(value, FLEET, declared)
+            if text is not None:
+                size += len(key.encode()) + len(text.encode())
+        assert size <= 4096, (name, size)
+
+
+def test_quota_cloudformation_parameter_value_at_most_4096_bytes():
+    """CloudFormation: 4096 bytes per parameter value; every default fits, and so does the fleet's endpoint list."""
+    for name, parameter in load()["Parameters"].items():
+        assert len(str(parameter.get("Default", "")).encode()) <= 4096, name
+    for name, value in FLEET.items():
+        assert len(value.encode()) <= 4096, name
+
+
+def test_quota_cloudformation_logical_id_at_most_255_characters():
+    """CloudFormation: logical IDs up to 255 characters, with the longest endpoint names."""
+    longest = ",".join(["x" * 64, "y" * 64])
+    rendered = render({**FLEET, "CanaryEndpoints": longest})
+    for section in ("Resources", "Outputs", "Conditions"):
+        for key in rendered.get(section, {}):
+            assert len(key) <= 255 and key.isalnum(), (section, key)
+    for key in load()["Parameters"]:
+        assert len(key) <= 255
+
+
+def test_quota_cloudformation_resources_at_most_500(fleet):
+    """CloudFormation: 500 resources per stack (and 200 outputs)."""
+    assert len(fleet["Resources"]) <= 500, len(fleet["Resources"])
+    assert len(fleet["Outputs"]) <= 200, len(fleet["Outputs"])
+
+
+def test_quota_cloudformation_template_body_at_most_1_mb(fleet):
+    """CloudFormation: a template body in S3 holds at most 1 MB (after the transforms here)."""
+    assert len(json.dumps(fleet).encode()) <= 1_000_000
+
+
+def test_quota_custom_resource_response_and_service_timeout(fleet):
+    """CloudFormation custom resources: ServiceTimeout 1 to 3600 s."""
+    for name, res in fleet["Resources"].items():
+        if res["Type"].startswith("Custom::"):
+            assert 1 <= int(res["Properties"]["ServiceTimeout"]) <= 3600, name
+
+
+def test_quota_iam_managed_policy_document_at_most_6144_characters(fleet):
+    """IAM: a managed policy document holds at most 6144 characters (without whitespace)."""
+    declared = load()["Parameters"]
+    for name, res in fleet["Resources"].items():
+        if res["Type"] == "AWS::IAM::ManagedPolicy":
+            doc = res["Properties"]["PolicyDocument"]
+            text = worst_case_text(doc, FLEET, declared) if "Fn::Sub" in doc else json.dumps(doc)
+            assert len("".join(text.split())) <= 6144, name
