@@ -108,3 +108,50 @@ def worst_case_text(node, params: dict, declared: dict):
         items = worst_case_text(items, params, declared) if isinstance(items, dict) else items
         return items[int(args[0])]
     raise AssertionError(f"cannot evaluate {fn}")
+
+
+def value_of(node, params: dict, template: dict, held: dict, attributes: dict):
+    """The value `node` takes for these parameters (None for AWS::NoValue):
+    Fn::If follows its condition; Fn::GetAtt takes attributes[(id, name)]."""
+    declared = template["Parameters"]
+    if isinstance(node, (str, int, float)):
+        return str(node)
+    (fn, args), = node.items()
+    if fn == "Fn::If":
+        return value_of(args[1] if held[args[0]] else args[2], params, template, held, attributes)
+    if fn == "Fn::GetAtt":
+        return attributes[tuple(args)]
+    if fn == "Ref" and args in template["Resources"]:
+        return attributes[(args, "Ref")]
+    if fn in ("Fn::Join", "Fn::Sub", "Fn::Select", "Fn::Split"):
+        resolved = _resolve_ifs(node, held)
+        return worst_case_text(resolved, params, declared)
+    return worst_case_text(node, params, declared)
+
+
+def _resolve_ifs(node, held):
+    if isinstance(node, list):
+        return [_resolve_ifs(n, held) for n in node]
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            c, a, b = node["Fn::If"]
+            return _resolve_ifs(a if held[c] else b, held)
+        return {k: _resolve_ifs(v, held) for k, v in node.items()}
+    return node
+
+
+def environments(rendered: dict, params: dict, attributes: dict) -> dict:
+    """Each created function's environment, as Lambda would start it."""
+    held = conditions(rendered, params)
+    out = {}
+    for name, res in rendered["Resources"].items():
+        if res["Type"] != "AWS::Lambda::Function" or ("Condition" in res and not held[res["Condition"]]):
+            continue
+        variables = res["Properties"].get("Environment", {}).get("Variables", {})
+        env = {}
+        for key, node in variables.items():
+            v = value_of(node, params, rendered, held, attributes)
+            if v is not None:
+                env[key] = v
+        out[name] = env
+    return out

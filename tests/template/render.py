@@ -102,3 +102,30 @@ class _NoManagedPolicies:
 
     def load(self):
         return {}
+
+
+# What Fn::GetAtt and Ref of a resource give, for a full deployment.
+ATTRIBUTES = {("EmptyStateBucketOnDelete", "BucketName"): "tether-statebucket-0123456789ab"}
+
+
+def main(argv: list[str]) -> int:
+    """`python render.py environments [Name=Value ...]`: each function's
+    environment as the rendered template gives it for a full deployment (the
+    parameters above, overridden by the arguments), as JSON. The Rust tests
+    start each built binary with it (template-binary contract)."""
+    import json
+
+    from evaluate import environments
+
+    if not argv or argv[0] != "environments":
+        print(main.__doc__)
+        return 2
+    params = {**PARAMETERS, **dict(a.split("=", 1) for a in argv[1:])}
+    print(json.dumps(environments(render(params), params, ATTRIBUTES), indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -508,3 +508,20 @@ def test_samconfig_environments_name_only_template_parameters():
             if "AllowedValues" in declared[name]:
                 assert value in declared[name]["AllowedValues"], (env, item)
         assert "project=" in deploy.get("tags", ""), env
+
+
+def test_the_environments_a_full_deployment_starts_the_binaries_with():
+    """`python tests/template/render.py environments` gives these to the Rust
+    tests (template-binary contract); the names are the contract's."""
+    from render import ATTRIBUTES
+    from evaluate import environments
+
+    envs = environments(render(), PARAMETERS, ATTRIBUTES)
+    assert set(envs["TargetSyncFunction"]) == {"TAG_DISCOVERY", "TAG_PREFIX", "STATE_BUCKET", "STATE_PREFIX", "DNS_SERVERS",
+                                               "METRICS_NAMESPACE", "CW_METRIC_FLAG_IP_COUNT"}
+    assert envs["TargetSyncFunction"]["TAG_PREFIX"] == "tether:" and envs["TargetSyncFunction"]["TAG_DISCOVERY"] == "true"
+    assert set(envs["HealthCanaryFunction"]) == {"CANARY_TARGETS", "CANARY_ENDPOINTS", "PROBES_PER_INVOCATION",
+                                                 "PROBE_INTERVAL_MS", "DNS_SERVERS", "METRICS_NAMESPACE"}
+    from_s3 = {**PARAMETERS, "CanaryTargets": "", "CanaryTargetsS3Uri": "s3://b0/endpoints.json"}
+    canary = environments(render(from_s3), from_s3, ATTRIBUTES)["HealthCanaryFunction"]
+    assert canary["CANARY_TARGETS_S3_URI"] == "s3://b0/endpoints.json" and "CANARY_TARGETS" not in canary
