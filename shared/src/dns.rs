@@ -1,8 +1,13 @@
-//! Resolving the names behind mappings, with hickory-resolver.
+//! The resolver every function shares: hickory-resolver, no cache.
 //!
 //! ELB names answer at most 8 addresses, a varying subset when there are more,
-//! so a name is asked again while its answers come back full, and the answers
-//! are unioned. Nothing is cached: every query reaches the server.
+//! so [`resolve`] asks a name again while its answers come back full, and
+//! unions the answers. Nothing is cached: every query reaches the server.
+//!
+//! An empty answer (NOERROR, no record of the type) is an answer: the name
+//! has no address of that type. A dual-stack name asked for `A AAAA` that
+//! has only IPv4 addresses resolves to those; only a name with no address
+//! at all, or a query that fails (timeout, SERVFAIL, NXDOMAIN), is a failure.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -19,11 +24,79 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use serde::Serialize;
 
 use crate::config::DnsSettings;
-use crate::mapping::RecordKind;
-use crate::plan::Resolution;
 
 /// An ELB DNS answer holds at most this many addresses.
 pub const FULL_ANSWER: usize = 8;
+/// Queries per record type while answers come back full.
+pub const DEFAULT_MAX_LOOKUPS: u32 = 8;
+
+/// The DNS record types a name is resolved for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum RecordKind {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::A => "A",
+            RecordKind::Aaaa => "AAAA",
+        }
+    }
+
+    /// Whether an address belongs to this record type.
+    pub fn matches(self, ip: &IpAddr) -> bool {
+        matches!(
+            (self, ip),
+            (RecordKind::A, IpAddr::V4(_)) | (RecordKind::Aaaa, IpAddr::V6(_))
+        )
+    }
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `A`, `AAAA` in any case, each at most once, in a stable order.
+pub fn parse_record_types(list: &[String]) -> Result<Vec<RecordKind>, String> {
+    let mut kinds = BTreeSet::new();
+    for item in list {
+        let kind = match item.to_ascii_uppercase().as_str() {
+            "A" => RecordKind::A,
+            "AAAA" => RecordKind::Aaaa,
+            _ => {
+                return Err(format!(
+                    "`{item}` is not a supported record type (A or AAAA)"
+                ));
+            }
+        };
+        kinds.insert(kind);
+    }
+    Ok(kinds.into_iter().collect())
+}
+
+/// Checks that `name` can be resolved: a host name, not an address.
+/// Returns it lowercased, without a trailing dot.
+pub fn validate_dns_name(name: &str) -> Result<String, String> {
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    if trimmed.parse::<IpAddr>().is_ok() {
+        return Err(format!("`{name}` is an IP address, not a DNS name"));
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if trimmed.is_empty() || trimmed.len() > 253 || !trimmed.split('.').all(label_ok) {
+        return Err(format!("`{name}` is not a valid DNS name"));
+    }
+    Ok(trimmed.to_ascii_lowercase())
+}
 
 /// Why a query gave no usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,6 +109,20 @@ pub enum DnsFailure {
     Empty,
     Refused,
     Other(String),
+}
+
+impl DnsFailure {
+    /// A short, stable code for reports and retry decisions.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DnsFailure::Timeout => "Timeout",
+            DnsFailure::ServFail => "SERVFAIL",
+            DnsFailure::NxDomain => "NXDOMAIN",
+            DnsFailure::Empty => "NODATA",
+            DnsFailure::Refused => "REFUSED",
+            DnsFailure::Other(_) => "DnsError",
+        }
+    }
 }
 
 impl fmt::Display for DnsFailure {
@@ -63,7 +150,8 @@ pub trait Lookup: Send + Sync {
 /// The outcome of resolving one name, with what went wrong along the way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
-    pub resolution: Resolution,
+    /// Every address seen, of every requested type.
+    pub addrs: BTreeSet<IpAddr>,
     pub lookups: u32,
     pub failures: Vec<(RecordKind, DnsFailure)>,
     /// Every answer was full up to `max_lookups`: the name may have more
@@ -112,13 +200,8 @@ pub async fn resolve<L: Lookup>(
             failures.push((*kind, failure));
         }
     }
-    let resolution = match (addrs.is_empty(), failures.is_empty() && !saturated) {
-        (true, _) => Resolution::Failed,
-        (false, true) => Resolution::Complete(addrs),
-        (false, false) => Resolution::Partial(addrs),
-    };
     Resolved {
-        resolution,
+        addrs,
         lookups,
         failures,
         saturated,
@@ -153,7 +236,7 @@ async fn resolve_kind<L: Lookup>(
             Ok(addrs) => {
                 let addrs: Vec<IpAddr> = addrs.into_iter().filter(|ip| kind.matches(ip)).collect();
                 if addrs.is_empty() {
-                    answer.failure = Some(DnsFailure::Empty);
+                    // NOERROR without a record of this type: an answer.
                     return answer;
                 }
                 let full = addrs.len() >= FULL_ANSWER;
@@ -162,6 +245,7 @@ async fn resolve_kind<L: Lookup>(
                     return answer;
                 }
             }
+            Err(DnsFailure::Empty) => return answer,
             Err(failure) => {
                 answer.failure = Some(failure);
                 return answer;
@@ -267,7 +351,7 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Answers from a script, one entry per query, and counts the queries.
+    /// Answers from a script, one entry per query.
     struct Script(Mutex<Vec<Result<Vec<IpAddr>, DnsFailure>>>);
 
     impl Lookup for Script {
@@ -281,8 +365,24 @@ mod tests {
         }
     }
 
+    /// Answers by record type: IPv4 addresses for A, a fixed result for AAAA.
+    struct ByKind(Vec<IpAddr>, Result<Vec<IpAddr>, DnsFailure>);
+
+    impl Lookup for ByKind {
+        async fn lookup(&self, _: &str, kind: RecordKind) -> Result<Vec<IpAddr>, DnsFailure> {
+            match kind {
+                RecordKind::A => Ok(self.0.clone()),
+                RecordKind::Aaaa => self.1.clone(),
+            }
+        }
+    }
+
     fn ips(range: std::ops::Range<u8>) -> Vec<IpAddr> {
         range.map(|n| IpAddr::from([10, 0, 0, n])).collect()
+    }
+
+    fn set(range: std::ops::Range<u8>) -> BTreeSet<IpAddr> {
+        ips(range).into_iter().collect()
     }
 
     #[tokio::test]
@@ -295,23 +395,18 @@ mod tests {
             Ok(ips(0..8)),
         ]));
         let r = resolve(&dns, "alb", &[RecordKind::A], 8).await;
-        assert_eq!(
-            r.resolution,
-            Resolution::Complete(ips(0..14).into_iter().collect())
-        );
+        assert_eq!(r.addrs, set(0..14));
         assert_eq!(r.lookups, 3, "stops after the first short answer");
+        assert!(!r.saturated);
     }
 
     #[tokio::test]
-    async fn answers_full_up_to_max_lookups_are_doubtful_but_not_a_failure() {
+    async fn answers_full_up_to_max_lookups_are_saturated_but_not_a_failure() {
         let dns = Script(Mutex::new(vec![Ok(ips(0..8)); 10]));
         let r = resolve(&dns, "alb", &[RecordKind::A], 4).await;
         assert_eq!(r.lookups, 4);
         assert!(r.saturated);
-        assert_eq!(
-            r.resolution,
-            Resolution::Partial(ips(0..8).into_iter().collect())
-        );
+        assert_eq!(r.addrs, set(0..8));
         assert_eq!(r.failures, []);
         assert_eq!(r.failure_message("alb"), None);
     }
@@ -321,18 +416,18 @@ mod tests {
         let dns = Script(Mutex::new(vec![Ok(ips(0..3))]));
         let r = resolve(&dns, "alb", &[RecordKind::A], 50).await;
         assert_eq!(r.lookups, 1);
-        assert!(matches!(r.resolution, Resolution::Complete(s) if s.len() == 3));
+        assert_eq!(r.addrs, set(0..3));
     }
 
     #[tokio::test]
-    async fn a_failed_repeat_makes_the_resolution_partial() {
+    async fn a_failed_repeat_is_reported_with_what_was_seen() {
         let dns = Script(Mutex::new(vec![
             Ok(ips(0..8)),
             Ok(ips(0..8)),
             Err(DnsFailure::Timeout),
         ]));
         let r = resolve(&dns, "alb", &[RecordKind::A], 8).await;
-        assert!(matches!(&r.resolution, Resolution::Partial(s) if s.len() == 8));
+        assert_eq!(r.addrs, set(0..8));
         assert_eq!(r.failures, [(RecordKind::A, DnsFailure::Timeout)]);
         assert_eq!(
             r.failure_message("alb").unwrap(),
@@ -341,7 +436,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn nothing_usable_is_failed() {
+    async fn failures_are_reported_and_an_empty_answer_is_no_failure() {
         for failure in [
             DnsFailure::ServFail,
             DnsFailure::NxDomain,
@@ -349,12 +444,40 @@ mod tests {
         ] {
             let dns = Script(Mutex::new(vec![Err(failure.clone())]));
             let r = resolve(&dns, "alb", &[RecordKind::A], 8).await;
-            assert_eq!(r.resolution, Resolution::Failed);
+            assert!(r.addrs.is_empty());
             assert_eq!(r.failures, [(RecordKind::A, failure)]);
         }
-        let dns = Script(Mutex::new(vec![Ok(vec![])]));
-        let r = resolve(&dns, "alb", &[RecordKind::A], 8).await;
-        assert_eq!(r.resolution, Resolution::Failed);
-        assert_eq!(r.failures, [(RecordKind::A, DnsFailure::Empty)]);
+        for empty in [Ok(vec![]), Err(DnsFailure::Empty)] {
+            let dns = Script(Mutex::new(vec![empty]));
+            let r = resolve(&dns, "alb", &[RecordKind::A], 8).await;
+            assert!(r.addrs.is_empty());
+            assert_eq!(r.failures, []);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dual_stack_request_of_an_ipv4_only_name_gives_its_ipv4_addresses() {
+        let kinds = [RecordKind::A, RecordKind::Aaaa];
+        for no_aaaa in [Ok(vec![]), Err(DnsFailure::Empty)] {
+            let r = resolve(&ByKind(ips(1..3), no_aaaa), "alb", &kinds, 8).await;
+            assert_eq!(r.addrs, set(1..3));
+            assert_eq!(r.failures, []);
+        }
+        // A failing AAAA query is a failure, though A answered.
+        let r = resolve(&ByKind(ips(1..3), Err(DnsFailure::ServFail)), "alb", &kinds, 8).await;
+        assert_eq!(r.failures, [(RecordKind::Aaaa, DnsFailure::ServFail)]);
+    }
+
+    #[test]
+    fn record_types_and_names_are_validated() {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_record_types(&list(&["aaaa", "A", "A"])).unwrap(),
+            [RecordKind::A, RecordKind::Aaaa]
+        );
+        assert!(parse_record_types(&list(&["MX"])).unwrap_err().contains("`MX`"));
+        assert_eq!(validate_dns_name("Alb.Example.COM.").unwrap(), "alb.example.com");
+        assert!(validate_dns_name("10.0.0.1").unwrap_err().contains("IP address"));
+        assert!(validate_dns_name("a..b").unwrap_err().contains("`a..b`"));
     }
 }

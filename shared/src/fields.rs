@@ -11,7 +11,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 /// A field (or variable) with an unusable value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
 #[error("{location}: {problem}")]
 pub struct FieldError {
     /// Where the value came from, e.g. `TARGETS[1].port` or `ALB_LISTENER`.
@@ -80,6 +80,11 @@ impl<'a> Fields<'a> {
             None | Some(Value::Null) => None,
             Some(value) => Some(value),
         }
+    }
+
+    /// The field as it is, for a caller that reads it itself.
+    pub fn raw(&mut self, name: &'static str) -> Option<&'a Value> {
+        self.get(name)
     }
 
     fn missing(&self, name: &str) -> FieldError {

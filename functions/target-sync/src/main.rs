@@ -1,9 +1,10 @@
-//! target-sync: keeps NLB IP target groups equal to what DNS says.
+//! target-sync: keeps NLB IP target groups equal to their sources (DNS, ALB nodes, VPC endpoints).
 //! Configuration and behaviour: see the README; the logic is in `tether_shared::sync`.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 use serde_json::Value;
-use tether_shared::{aws, config::SyncConfig, sync::AwsEngine};
+use tether_shared::aws;
+use tether_shared::sync::{AwsEngine, SyncConfig};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {

@@ -19,7 +19,7 @@ use super::cert;
 use super::config::Endpoint;
 use crate::dns::{DnsFailure, Lookup};
 use crate::fields::shorten;
-use crate::mapping::RecordKind;
+use crate::dns::RecordKind;
 
 /// The most body a probe reads.
 pub const BODY_LIMIT: usize = 64 * 1024;

@@ -17,7 +17,7 @@ use super::event::blank_as_absent;
 use crate::config::parse_server;
 use crate::dns::{Lookup, resolve};
 use crate::fields::{FieldError, Fields};
-use crate::mapping::{DEFAULT_MAX_LOOKUPS, RecordKind, parse_record_types, validate_dns_name};
+use crate::dns::{DEFAULT_MAX_LOOKUPS, RecordKind, parse_record_types, validate_dns_name};
 
 pub const TYPE: &str = "Custom::DnsAddresses";
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -38,6 +38,8 @@ impl Props {
         let properties = &blank_as_absent(properties);
         let mut f = Fields::new("ResourceProperties", properties)?;
         f.string("ServiceToken")?;
+        // CloudFormation passes the resource's own timeout along; not used here.
+        f.number("ServiceTimeout", 1..=3600)?;
         let hostname = validate_dns_name(&f.required_string("Hostname")?)
             .map_err(|e| FieldError::new(f.at("Hostname"), e))?;
         let record_types = match f.string_list("RecordTypes")? {
@@ -109,11 +111,7 @@ pub async fn resolve_at_least<L: Lookup>(
         );
         let last_problem = match timeout_at(deadline, lookup).await {
             Ok(resolved) => {
-                if let crate::plan::Resolution::Complete(a) | crate::plan::Resolution::Partial(a) =
-                    &resolved.resolution
-                {
-                    seen.extend(a.iter().copied());
-                }
+                seen.extend(resolved.addrs.iter().copied());
                 resolved.failure_message(&props.hostname)
             }
             Err(_) => Some("the last lookup did not finish".to_owned()),

@@ -28,6 +28,8 @@ impl Props {
         let properties = &blank_as_absent(properties);
         let mut f = Fields::new("ResourceProperties", properties)?;
         f.string("ServiceToken")?;
+        // CloudFormation passes the resource's own timeout along; not used here.
+        f.number("ServiceTimeout", 1..=3600)?;
         let bucket = validate_bucket(&f.required_string("BucketName")?)
             .map_err(|e| FieldError::new(f.at("BucketName"), e.problem))?;
         f.finish()?;

@@ -12,7 +12,8 @@ use super::{dns_addresses, empty_bucket, target_sync};
 use crate::aws::s3_client;
 use crate::config::{ConfigError, DnsSettings, Vars, dns_settings};
 use crate::dns::HickoryDns;
-use crate::elb::Elb;
+use crate::sync::groups::Elb;
+use crate::sync::interfaces::Ec2Interfaces;
 
 /// Every resource type this function serves.
 pub const TYPES: [&str; 3] = [dns_addresses::TYPE, empty_bucket::TYPE, target_sync::TYPE];
@@ -90,6 +91,7 @@ pub struct AwsResources {
     dns: HickoryDns,
     dns_timeout: Duration,
     elb: Elb,
+    ec2: aws_sdk_ec2::Client,
     s3: aws_sdk_s3::Client,
 }
 
@@ -99,6 +101,7 @@ impl AwsResources {
             dns: HickoryDns::new(&settings.dns)?,
             dns_timeout: settings.dns.timeout,
             elb: Elb::new(aws_sdk_elasticloadbalancingv2::Client::new(sdk)),
+            ec2: aws_sdk_ec2::Client::new(sdk),
             s3: s3_client(sdk),
         })
     }
@@ -147,23 +150,19 @@ impl AwsResources {
     }
 
     async fn target_sync(&self, request: &Request, deadline: Instant) -> Result<Applied, Failure> {
-        let props = target_sync::Props::read(&request.properties)?;
         if request.request_type == RequestType::Delete {
-            return target_sync::delete(&self.elb, &self.s3, &props).await;
+            // Nothing to read: a Delete always succeeds and changes nothing.
+            return Ok(target_sync::delete(request.physical_id.as_deref()));
         }
-        // Old properties that no longer parse (an older version of this
-        // function accepted them) only mean there is no state to move.
-        let old = request
-            .old_properties
-            .as_ref()
-            .and_then(|old| target_sync::Props::read(old).ok());
+        let props = target_sync::Props::read(&request.properties)?;
         let clients = target_sync::Clients {
-            dns: self.resolver(&props.servers)?,
-            dns_timeout: self.dns_timeout,
+            dns: self.resolver(&props.config.dns.servers)?,
+            interfaces: Ec2Interfaces::new(self.ec2.clone(), self.elb.client().clone()),
             elb: &self.elb,
             s3: &self.s3,
         };
-        target_sync::apply(clients, &props, old.as_ref(), deadline).await
+        let creating = request.request_type == RequestType::Create;
+        target_sync::apply(clients, &props, creating, deadline).await
     }
 
     async fn empty_bucket(&self, request: &Request, deadline: Instant) -> Result<Applied, Failure> {

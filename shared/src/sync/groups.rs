@@ -1,19 +1,55 @@
-//! NLB target groups of type `ip`.
+//! NLB target groups of type `ip`, through the Elastic Load Balancing v2 API.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
 use aws_sdk_elasticloadbalancingv2::Client;
-use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetHealthStateEnum};
+use aws_sdk_elasticloadbalancingv2::types::{
+    TargetDescription, TargetGroupIpAddressTypeEnum, TargetHealthStateEnum, TargetTypeEnum,
+};
+use serde::Serialize;
 
+use super::mapping::TargetGroupArn;
 use crate::aws::AwsError;
-use crate::mapping::TargetGroupArn;
-use crate::plan::Target;
 
 /// Targets per Register/DeregisterTargets call.
 pub const BATCH: usize = 50;
+/// ARNs per DescribeTags call (the API's limit).
+pub const TAGS_PER_CALL: usize = 20;
+/// Target groups per DescribeTargetGroups page (the API's maximum).
+const PAGE_SIZE: i32 = 400;
+
+/// A target as `DescribeTargetHealth` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub addr: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Being removed: does not count as registered.
+    pub draining: bool,
+}
+
+/// A target group as `DescribeTargetGroups` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub arn: TargetGroupArn,
+    /// Target type `ip`: the only kind target-sync can manage.
+    pub ip_targets: bool,
+    pub port: Option<u16>,
+    /// `IpAddressType` `ipv6`: its targets are IPv6 addresses.
+    pub ipv6: bool,
+}
 
 pub trait TargetGroups: Send + Sync {
+    /// Every target group of the account and region (all pages).
+    fn list(&self) -> impl Future<Output = Result<Vec<GroupInfo>, AwsError>> + Send;
+
+    /// The tags of these groups, asked [`TAGS_PER_CALL`] at a time.
+    fn tags(
+        &self,
+        arns: &[TargetGroupArn],
+    ) -> impl Future<Output = Result<Vec<(TargetGroupArn, Vec<(String, String)>)>, AwsError>> + Send;
+
     /// Every target of the group, draining ones included (marked).
     fn describe(
         &self,
@@ -42,6 +78,10 @@ pub struct Elb {
 }
 
 impl Elb {
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn new(client: Client) -> Self {
         Self { client }
     }
@@ -56,6 +96,73 @@ fn description(addr: &SocketAddr, availability_zone: Option<&str>) -> TargetDesc
 }
 
 impl TargetGroups for Elb {
+    async fn list(&self) -> Result<Vec<GroupInfo>, AwsError> {
+        const OP: &str = "elasticloadbalancing:DescribeTargetGroups";
+        let mut groups = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .describe_target_groups()
+                .page_size(PAGE_SIZE)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(OP, "*", &e))?;
+            for g in page.target_groups() {
+                let text = g.target_group_arn().unwrap_or_default();
+                let arn = text.parse().map_err(|e: String| AwsError::new(OP, "*", e))?;
+                groups.push(GroupInfo {
+                    arn,
+                    ip_targets: g.target_type() == Some(&TargetTypeEnum::Ip),
+                    port: g.port().and_then(|p| u16::try_from(p).ok()),
+                    ipv6: g.ip_address_type() == Some(&TargetGroupIpAddressTypeEnum::Ipv6),
+                });
+            }
+            match page.next_marker() {
+                Some(next) if !next.is_empty() => marker = Some(next.to_owned()),
+                _ => return Ok(groups),
+            }
+        }
+    }
+
+    async fn tags(
+        &self,
+        arns: &[TargetGroupArn],
+    ) -> Result<Vec<(TargetGroupArn, Vec<(String, String)>)>, AwsError> {
+        const OP: &str = "elasticloadbalancing:DescribeTags";
+        let mut all = Vec::with_capacity(arns.len());
+        for chunk in arns.chunks(TAGS_PER_CALL) {
+            let out = self
+                .client
+                .describe_tags()
+                .set_resource_arns(Some(chunk.iter().map(|a| a.as_str().to_owned()).collect()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(OP, format!("{} target groups", chunk.len()), &e))?;
+            for description in out.tag_descriptions() {
+                let Some(arn) = chunk
+                    .iter()
+                    .find(|a| Some(a.as_str()) == description.resource_arn())
+                else {
+                    continue;
+                };
+                let tags = description
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_owned(),
+                            t.value().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect();
+                all.push((arn.clone(), tags));
+            }
+        }
+        Ok(all)
+    }
+
     async fn describe(&self, arn: &TargetGroupArn) -> Result<Vec<Target>, AwsError> {
         const OP: &str = "elasticloadbalancing:DescribeTargetHealth";
         // DescribeTargetHealth is not paginated: one call returns every target.

@@ -7,7 +7,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::aws::AwsError;
-use crate::state::{Prior, SyncState};
+use super::state::{MAX_STATE_BYTES, Prior, StateError, SyncState};
 
 /// The version of a state object a run read, for the conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,16 +103,23 @@ impl StateStore for S3Store {
         let Some(etag) = output.e_tag().map(str::to_owned) else {
             return Err(AwsError::new(OP, self.name(key), "response has no ETag"));
         };
+        // Bounded: the body of an object too large is never read.
+        let size = output.content_length().unwrap_or(0).max(0) as u64;
+        if size > MAX_STATE_BYTES {
+            return Ok(Loaded {
+                prior: Prior::Refused(StateError::TooLarge { size }),
+                version: Version::ETag(etag),
+                unusable: None,
+            });
+        }
         let bytes = output
             .body
             .collect()
             .await
             .map_err(|e| AwsError::new(OP, self.name(key), format!("reading the body: {e}")))?
             .into_bytes();
-        let (prior, unusable) = match SyncState::decode(&bytes) {
-            Ok(state) => (Prior::Valid(state), None),
-            Err(e) => (Prior::Corrupt(e), Some(bytes.to_vec())),
-        };
+        let prior = Prior::from_decoded(SyncState::decode(&bytes));
+        let unusable = matches!(prior, Prior::Corrupt(_)).then(|| bytes.to_vec());
         Ok(Loaded {
             prior,
             version: Version::ETag(etag),

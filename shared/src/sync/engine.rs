@@ -1,0 +1,522 @@
+//! The target-sync engine: one run over every mapping.
+//!
+//! 1. Find the mappings: those configured, and the groups tagged to opt in.
+//! 2. Observe each distinct source once, each under its own time limit.
+//! 3. Per target group, for all its mappings together: read the group once,
+//!    read the states, plan, write the intents (conditional writes), register,
+//!    deregister, write the final states. A conflict re-reads and re-plans once.
+//! 4. Publish the metrics for the whole run.
+//!
+//! One group's failure never stops the others; the run reports every failure
+//! at the end so that the invocation fails.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+use tokio::time::timeout_at;
+use tracing::{error, info, warn};
+
+use super::config::SyncConfig;
+use super::groups::{Elb, TargetGroups};
+use super::interfaces::{Ec2Interfaces, Interfaces};
+use super::mapping::{Mapping, Source, TargetGroupArn};
+use super::plan::{Input, plan_group, reset_only};
+use super::report::{ErrorKind, GroupError, MappingError, MappingReport, SyncFailed, SyncReport};
+use super::source::{ObserveKey, Observed, observe, observe_key};
+use super::state::{Prior, StateError};
+use super::store::{Loaded, S3Store, SaveError, StateStore, Version};
+use super::tags::discover;
+use crate::aws::s3_client;
+use crate::deadline::{RESPONSE_MARGIN, lambda_deadline};
+use crate::dns::{HickoryDns, Lookup};
+use crate::metrics::{CloudWatch, Metrics};
+
+/// Target groups synced at the same time, and sources observed at the same
+/// time (ELB and EC2 rate limits are per account and region).
+const CONCURRENT_GROUPS: usize = 8;
+const CONCURRENT_SOURCES: usize = 16;
+/// Of the margin before the Lambda deadline, what publishing may take.
+const PUBLISH_TIME: Duration = Duration::from_secs(2);
+/// Attempts per ELB or EC2 call: throttling (a bucket of 40 Describe calls
+/// refilled at 10 per second) slows a run down rather than failing it.
+const API_ATTEMPTS: u32 = 8;
+
+/// The engine with its dependencies, built once per cold start.
+pub struct Engine<D, I, T, S, M> {
+    pub config: SyncConfig,
+    pub dns: D,
+    pub interfaces: I,
+    pub elb: T,
+    pub store: S,
+    pub metrics: M,
+}
+
+pub type AwsEngine = Engine<HickoryDns, Ec2Interfaces, Elb, S3Store, CloudWatch>;
+
+impl AwsEngine {
+    pub fn from_sdk(config: SyncConfig, sdk: &SdkConfig) -> Result<Self, lambda_runtime::Error> {
+        // Adaptive retries: backs off on throttling and paces later calls.
+        let retry = RetryConfig::adaptive()
+            .with_max_attempts(API_ATTEMPTS)
+            .with_max_backoff(Duration::from_secs(5));
+        let elb_config = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk)
+            .retry_config(retry.clone())
+            .build();
+        let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
+            .retry_config(retry)
+            .build();
+        let elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(elb_config);
+        let ec2 = aws_sdk_ec2::Client::from_conf(ec2_config);
+        Ok(Engine {
+            dns: HickoryDns::new(&config.dns)?,
+            interfaces: Ec2Interfaces::new(ec2, elb.clone()),
+            elb: Elb::new(elb),
+            store: S3Store::new(s3_client(sdk), config.state.bucket.clone()),
+            metrics: CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk)),
+            config,
+        })
+    }
+}
+
+/// The key of a mapping's state object (a dry run keeps its own under
+/// `dry-run/`).
+pub fn state_key(prefix: &str, m: &Mapping, dry_run: bool) -> String {
+    let source = match &m.source {
+        Source::Dns(name) => name.clone(),
+        other => other.to_string(),
+    };
+    let dry = if dry_run { "dry-run/" } else { "" };
+    format!(
+        "{prefix}{dry}{}/{source}/{}.json",
+        m.target_group_arn.resource(),
+        m.port
+    )
+}
+
+/// The mappings of one run, found in the configuration and by tag.
+struct Found {
+    mappings: Vec<Mapping>,
+    bad_tags: Vec<GroupError>,
+    discovery_error: Option<MappingError>,
+}
+
+impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, I, T, S, M> {
+    /// The Lambda handler: any event (the schedule's) starts one run.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<SyncReport, SyncFailed> {
+        let report = self
+            .run(lambda_deadline(event.context.deadline, RESPONSE_MARGIN))
+            .await;
+        // A failure is logged by the runtime (with the summary) and reported
+        // to Lambda, so that the Errors metric and an alarm see it.
+        if report.failures().is_empty() {
+            Ok(report)
+        } else {
+            Err(SyncFailed(report))
+        }
+    }
+
+    /// Syncs every mapping and publishes the metrics.
+    pub async fn run(&self, deadline: Instant) -> SyncReport {
+        let mut report = self.sync(deadline).await;
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if self.config.metrics.enabled {
+            let data = report.metric_data(self.config.function_name.as_deref());
+            let publish = self.metrics.publish(&self.config.metrics.namespace, &data);
+            report.metrics_error = match timeout_at(deadline + PUBLISH_TIME, publish).await {
+                Ok(result) => result.err().map(|e| e.to_string()),
+                Err(_) => Some("publishing did not finish before the Lambda deadline".into()),
+            };
+        }
+        report
+    }
+
+    /// Syncs every mapping; publishes nothing.
+    pub async fn sync(&self, deadline: Instant) -> SyncReport {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let found = match timeout_at(deadline, self.find_mappings()).await {
+            Ok(found) => found,
+            Err(_) => Found {
+                mappings: self.config.mappings.clone(),
+                bad_tags: Vec::new(),
+                discovery_error: Some(MappingError::new(
+                    ErrorKind::Deadline,
+                    "discovery by tag did not finish before the Lambda deadline",
+                )),
+            },
+        };
+        for g in &found.bad_tags {
+            error!(target_group = %g.target_group_arn, error = %g.error, "target group not synced: bad tag");
+        }
+        // Sources get half of the time left, each on its own: one slow name
+        // fails its own mappings only, and the groups keep time to apply.
+        let now = tokio::time::Instant::now();
+        let source_deadline = now + deadline.saturating_duration_since(now) / 2;
+        let observed = self.observe_all(&found.mappings, source_deadline).await;
+
+        let mut groups: BTreeMap<&TargetGroupArn, Vec<&Mapping>> = BTreeMap::new();
+        for m in &found.mappings {
+            groups.entry(&m.target_group_arn).or_default().push(m);
+        }
+        let mut mappings: Vec<MappingReport> = futures_util::stream::iter(groups)
+            .map(|(arn, ms)| {
+                let observed = &observed;
+                async move {
+                    let sync = self.sync_group(arn, &ms, observed);
+                    match timeout_at(deadline, sync).await {
+                        Ok(reports) => reports,
+                        Err(_) => ms
+                            .iter()
+                            .map(|m| {
+                                let mut r = MappingReport::new(m, observed.get(&observe_key(m)));
+                                r.fail(MappingError::new(
+                                    ErrorKind::Deadline,
+                                    "did not finish before the Lambda deadline; the next run takes over",
+                                ));
+                                r
+                            })
+                            .collect(),
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENT_GROUPS)
+            .flat_map(futures_util::stream::iter)
+            .collect()
+            .await;
+        mappings.sort_by(|a, b| {
+            (&a.target_group_arn, a.port, &a.source).cmp(&(&b.target_group_arn, b.port, &b.source))
+        });
+        for r in &mappings {
+            log_report(r, self.config.dry_run);
+        }
+        SyncReport {
+            dry_run: self.config.dry_run,
+            mappings,
+            bad_tags: found.bad_tags,
+            discovery_error: found.discovery_error,
+            metrics_error: None,
+        }
+    }
+
+    async fn find_mappings(&self) -> Found {
+        let mut found = Found {
+            mappings: self.config.mappings.clone(),
+            bad_tags: Vec::new(),
+            discovery_error: None,
+        };
+        let Some(prefix) = &self.config.tag_prefix else {
+            return found;
+        };
+        let configured: BTreeSet<TargetGroupArn> = found
+            .mappings
+            .iter()
+            .map(|m| m.target_group_arn.clone())
+            .collect();
+        match discover(&self.elb, prefix, &configured).await {
+            Ok(discovered) => {
+                found.mappings.extend(discovered.mappings);
+                found.bad_tags = discovered
+                    .errors
+                    .into_iter()
+                    .map(|(target_group_arn, error)| GroupError {
+                        target_group_arn,
+                        error,
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                error!(error = %e, "discovery by tag failed: tagged groups are not synced this run");
+                found.discovery_error = Some(MappingError::aws(ErrorKind::Elb, &e));
+            }
+        }
+        found
+    }
+
+    /// Each distinct source once, each bounded by `deadline`.
+    async fn observe_all(
+        &self,
+        mappings: &[Mapping],
+        deadline: tokio::time::Instant,
+    ) -> HashMap<ObserveKey, Observed> {
+        let mut distinct: HashMap<ObserveKey, &Mapping> = HashMap::new();
+        for m in mappings {
+            distinct.entry(observe_key(m)).or_insert(m);
+        }
+        futures_util::stream::iter(distinct)
+            .map(|(key, m)| async move {
+                let observed = match timeout_at(deadline, observe(&self.dns, &self.interfaces, m)).await {
+                    Ok(observed) => observed,
+                    Err(_) => Observed::failed(
+                        Some("Timeout".into()),
+                        format!("{} did not answer in time (half of the run's time)", m.source),
+                    ),
+                };
+                (key, observed)
+            })
+            .buffer_unordered(CONCURRENT_SOURCES)
+            .collect()
+            .await
+    }
+
+    async fn sync_group(
+        &self,
+        arn: &TargetGroupArn,
+        ms: &[&Mapping],
+        observed: &HashMap<ObserveKey, Observed>,
+    ) -> Vec<MappingReport> {
+        let views: Vec<&Observed> = ms.iter().map(|m| &observed[&observe_key(m)]).collect();
+        let mut reports: Vec<MappingReport> = ms
+            .iter()
+            .zip(&views)
+            .map(|(m, o)| {
+                let mut r = MappingReport::new(m, Some(o));
+                if let Some(p) = &o.problem {
+                    r.fail(MappingError {
+                        kind: ErrorKind::Source,
+                        code: p.code.clone(),
+                        message: p.message.clone(),
+                    });
+                }
+                r
+            })
+            .collect();
+        if let Err(e) = self.apply(arn, ms, &views, &mut reports).await {
+            for r in &mut reports {
+                r.fail(e.clone());
+            }
+        }
+        reports
+    }
+
+    /// Plans and applies the group's changes; an error fails every mapping
+    /// of the group (a mapping's own problems are already in its report).
+    async fn apply(
+        &self,
+        arn: &TargetGroupArn,
+        ms: &[&Mapping],
+        views: &[&Observed],
+        reports: &mut [MappingReport],
+    ) -> Result<(), MappingError> {
+        let dry_run = self.config.dry_run;
+        let keys: Vec<String> = ms
+            .iter()
+            .map(|m| state_key(&self.config.state.prefix, m, dry_run))
+            .collect();
+        for attempt in 1..=2 {
+            let targets = match self.elb.describe(arn).await {
+                Ok(targets) => targets,
+                Err(e) => {
+                    self.keep_resets(ms, views, &keys).await;
+                    return Err(MappingError::aws(ErrorKind::Elb, &e));
+                }
+            };
+            let loaded = self.load_all(ms, &keys, reports).await;
+            let inputs: Vec<Input<'_>> = ms
+                .iter()
+                .zip(views)
+                .zip(&loaded)
+                .map(|((m, o), l)| Input {
+                    mapping: m,
+                    resolution: &o.resolution,
+                    prior: &l.prior,
+                })
+                .collect();
+            let plan = plan_group(&targets, &inputs);
+            for (r, p) in reports.iter_mut().zip(&plan.mappings) {
+                if let Some(state) = &p.state {
+                    r.pending = state.pending.clone();
+                    r.held_back = p.held_back.clone();
+                    r.targets = Some(plan.registered_after);
+                    r.registered = p.register.clone();
+                    r.deregistered = p.deregister.clone();
+                }
+                if !p.held_back.is_empty() {
+                    warn!(target_group = %arn, held_back = ?p.held_back,
+                          "deregistrations held back by max_deregister_percent");
+                }
+            }
+
+            // Intents first: a conflict shows before the group is touched, and
+            // what this run registers is owned before it exists.
+            let mut versions = Vec::with_capacity(ms.len());
+            for ((key, l), p) in keys.iter().zip(&loaded).zip(&plan.mappings) {
+                let version = match &p.intent {
+                    Some(intent) if !matches!(&l.prior, Prior::Valid(s) if s == intent) => {
+                        self.keep_aside(key, l).await?;
+                        match self.store.save(key, intent, &l.version).await {
+                            Ok(version) => version,
+                            Err(SaveError::Conflict { .. }) if attempt == 1 => {
+                                warn!(key, "state changed under this run: re-reading and re-planning");
+                                break;
+                            }
+                            Err(SaveError::Conflict { key }) => {
+                                return Err(MappingError::new(
+                                    ErrorKind::StateConflict,
+                                    format!("state object {key} kept changing under this run; the next run takes over"),
+                                ));
+                            }
+                            Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
+                        }
+                    }
+                    _ => l.version.clone(),
+                };
+                versions.push(version);
+            }
+            if versions.len() < ms.len() {
+                continue; // a conflict: plan again from what is there now
+            }
+            if dry_run {
+                return Ok(()); // its own state is written; the group is not touched
+            }
+
+            for (m, p) in ms.iter().zip(&plan.mappings) {
+                self.elb
+                    .register(arn, &p.register, m.availability_zone.as_deref())
+                    .await
+                    .map_err(|e| MappingError::aws(ErrorKind::Elb, &e))?;
+            }
+            self.elb
+                .deregister(arn, &plan.deregister)
+                .await
+                .map_err(|e| MappingError::aws(ErrorKind::Elb, &e))?;
+
+            // The deregistered targets leave the state. Should this write be
+            // lost, the next run drops them anyway: they are no longer registered.
+            for ((key, version), p) in keys.iter().zip(&versions).zip(&plan.mappings) {
+                let (Some(intent), Some(state)) = (&p.intent, &p.state) else {
+                    continue;
+                };
+                if state == intent {
+                    continue;
+                }
+                match self.store.save(key, state, version).await {
+                    Ok(_) => {}
+                    Err(SaveError::Conflict { key }) => {
+                        warn!(key, "another run wrote the state after this run's changes; the next run reconciles");
+                    }
+                    Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
+                }
+            }
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Every mapping's state; one that cannot be read or used is reported
+    /// on its mapping and planned as doubt.
+    async fn load_all(
+        &self,
+        ms: &[&Mapping],
+        keys: &[String],
+        reports: &mut [MappingReport],
+    ) -> Vec<Loaded> {
+        let loads = keys.iter().zip(ms).map(|(key, m)| async move {
+            let loaded = self.store.load(key).await;
+            // A dry run starts from the real state the first time.
+            match loaded {
+                Ok(Loaded { prior: Prior::Fresh, .. }) if self.config.dry_run => {
+                    let real = state_key(&self.config.state.prefix, m, false);
+                    self.store.load(&real).await.map(|l| Loaded {
+                        version: Version::Absent,
+                        unusable: None,
+                        ..l
+                    })
+                }
+                other => other,
+            }
+        });
+        let mut all = Vec::with_capacity(ms.len());
+        for ((result, r), key) in join_all(loads).await.into_iter().zip(reports).zip(keys) {
+            let loaded = match result {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    r.fail(MappingError::aws(ErrorKind::S3, &e));
+                    Loaded {
+                        prior: Prior::Refused(StateError::Invalid(e.to_string())),
+                        version: Version::Absent,
+                        unusable: None,
+                    }
+                }
+            };
+            match &loaded.prior {
+                Prior::Refused(e) if r.error.is_none() => r.fail(MappingError::new(
+                    ErrorKind::State,
+                    format!("state object {key}: {e}"),
+                )),
+                Prior::Corrupt(e) => {
+                    warn!(key, error = %e, "state object is unusable: rebuilding it, deregistering nothing this run");
+                    r.note = Some(format!(
+                        "state object {key} was unusable ({e}); rebuilt without deregistering"
+                    ));
+                }
+                _ => {}
+            }
+            all.push(loaded);
+        }
+        all
+    }
+
+    /// Keeps an unusable object's bytes under another key before it is replaced.
+    async fn keep_aside(&self, key: &str, loaded: &Loaded) -> Result<(), MappingError> {
+        if let (Some(bytes), Version::ETag(etag)) = (&loaded.unusable, &loaded.version) {
+            let aside = self
+                .store
+                .preserve(key, etag, bytes)
+                .await
+                .map_err(|e| MappingError::aws(ErrorKind::S3, &e))?;
+            warn!(key, aside, "kept the unusable state object aside");
+        }
+        Ok(())
+    }
+
+    /// The group could not be read, but the sources answered: keep what
+    /// they proved (a listed address restarts its countdown), best effort.
+    async fn keep_resets(&self, ms: &[&Mapping], views: &[&Observed], keys: &[String]) {
+        if self.config.dry_run {
+            return;
+        }
+        for ((m, o), key) in ms.iter().zip(views).zip(keys) {
+            let Some(seen) = o.resolution.addrs() else {
+                continue;
+            };
+            let Ok(Loaded {
+                prior: Prior::Valid(state),
+                version,
+                ..
+            }) = self.store.load(key).await
+            else {
+                continue;
+            };
+            let reset = reset_only(&state, seen, m.port);
+            if reset != state {
+                if let Err(e) = self.store.save(key, &reset, &version).await {
+                    warn!(key, error = %e, "could not keep the countdown resets");
+                }
+            }
+        }
+    }
+}
+
+fn log_report(r: &MappingReport, dry_run: bool) {
+    match &r.error {
+        None => info!(
+            source = %r.source, target_group = %r.target_group_arn, port = r.port,
+            resolved = r.resolved.len(), registered = ?r.registered,
+            deregistered = ?r.deregistered, pending = ?r.pending, held_back = ?r.held_back,
+            targets = r.targets, saturated = r.saturated, dry_run, "mapping synced"
+        ),
+        Some(e) => error!(
+            source = %r.source, target_group = %r.target_group_arn, port = r.port,
+            kind = ?e.kind, code = e.code.as_deref(), error = %e.message, "mapping failed"
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
