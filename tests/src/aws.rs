@@ -1,11 +1,13 @@
 //! Fixtures in the emulator: a VPC with subnets, load balancers, target
 //! groups and buckets.
 //!
-//! The VPC is created through moto's EC2 Query API with a plain HTTP request:
-//! the project has no `aws-sdk-ec2` dependency because it takes far too long
-//! to compile. moto routes a request by the service name in the credential
-//! scope of its `Authorization` header and does not check signatures, so a
-//! header of the right shape is enough.
+//! The VPC is created through moto's EC2 Query API with a plain HTTP request
+//! (it predates the `aws-sdk-ec2` dependency, and needs no client). moto
+//! routes a request by the service name in the credential scope of its
+//! `Authorization` header and does not check signatures.
+//!
+//! moto gives an ALB no network interfaces: [`create_alb_nodes`] creates
+//! them by hand, with the description AWS gives a node's interface.
 
 use std::time::Duration;
 
@@ -163,6 +165,87 @@ pub async fn registered_targets(
     }
     targets.sort();
     Ok(targets)
+}
+
+/// Creates the network interfaces of an ALB's nodes, by hand (moto creates
+/// none): one per address, in the first subnet, described `ELB app/<name>/<id>`
+/// as AWS describes a node's interface. Returns the interface ids.
+pub async fn create_alb_nodes(
+    ec2: &aws_sdk_ec2::Client,
+    net: &Network,
+    alb_arn: &str,
+    ips: &[&str],
+) -> Result<Vec<String>, BoxError> {
+    let resource = alb_arn
+        .split_once(":loadbalancer/")
+        .map(|(_, r)| r)
+        .ok_or_else(|| format!("{alb_arn} is not a load balancer ARN"))?;
+    let mut ids = Vec::new();
+    for ip in ips {
+        let subnet = if ip.starts_with("10.0.2.") { &net.subnet_ids[1] } else { &net.subnet_ids[0] };
+        let out = ec2
+            .create_network_interface()
+            .subnet_id(subnet)
+            .private_ip_address(*ip)
+            .description(format!("ELB {resource}"))
+            .send()
+            .await
+            .map_err(|e| sdk_error("CreateNetworkInterface", e))?;
+        let id = out
+            .network_interface()
+            .and_then(|n| n.network_interface_id())
+            .ok_or("CreateNetworkInterface: no id in the answer")?;
+        ids.push(id.to_owned());
+    }
+    Ok(ids)
+}
+
+/// Deletes network interfaces (a node leaving).
+pub async fn delete_interfaces(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> Result<(), BoxError> {
+    for id in ids {
+        ec2.delete_network_interface()
+            .network_interface_id(id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteNetworkInterface", e))?;
+    }
+    Ok(())
+}
+
+/// Creates an interface VPC endpoint in both subnets; returns its id. moto
+/// gives it one network interface per subnet.
+pub async fn create_interface_endpoint(
+    ec2: &aws_sdk_ec2::Client,
+    net: &Network,
+) -> Result<String, BoxError> {
+    let out = ec2
+        .create_vpc_endpoint()
+        .vpc_id(&net.vpc_id)
+        .service_name(format!("com.amazonaws.{REGION}.execute-api"))
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+        .set_subnet_ids(Some(net.subnet_ids.clone()))
+        .send()
+        .await
+        .map_err(|e| sdk_error("CreateVpcEndpoint", e))?;
+    out.vpc_endpoint()
+        .and_then(|e| e.vpc_endpoint_id())
+        .map(str::to_owned)
+        .ok_or_else(|| "CreateVpcEndpoint: no id in the answer".into())
+}
+
+/// Adds tags to a target group (or any ELB resource).
+pub async fn tag(elb: &ElbClient, arn: &str, tags: &[(&str, &str)]) -> Result<(), BoxError> {
+    let mut request = elb.add_tags().resource_arns(arn);
+    for (k, v) in tags {
+        request = request.tags(
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build(),
+        );
+    }
+    request.send().await.map_err(|e| sdk_error("AddTags", e))?;
+    Ok(())
 }
 
 /// Creates an S3 bucket (in us-east-1, so without a location constraint).

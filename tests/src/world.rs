@@ -20,6 +20,7 @@ pub struct World {
     pub dns: DnsServer,
     pub sdk: SdkConfig,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub ec2: aws_sdk_ec2::Client,
     pub s3: aws_sdk_s3::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub network: Network,
@@ -36,6 +37,7 @@ impl World {
         let network = create_vpc_with_subnets(&moto).await?;
         Ok(World {
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             s3,
             sdk,
@@ -150,7 +152,7 @@ pub fn mapping(dns_name: &str, tg_arn: &str, port: u16) -> Value {
     json!({"dns_name": dns_name, "target_group_arn": tg_arn, "port": port})
 }
 
-/// The key target-sync uses for a mapping's state (default prefix).
+/// The key target-sync uses for a DNS mapping's state (default prefix).
 pub fn state_key(tg_arn: &str, dns_name: &str, port: u16) -> String {
     let resource = tg_arn.splitn(6, ':').nth(5).unwrap_or(tg_arn);
     format!("target-sync/{resource}/{dns_name}/{port}.json")

@@ -18,6 +18,7 @@ use tether_tests::cfn::{self, FlakyProxy, Responses, STACK_ID, Stored};
 use tether_tests::dns::Answer;
 use tether_tests::lambda::{FunctionProcess, Invocation};
 use tether_tests::moto::BoxError;
+use tether_tests::aws::tag;
 use tether_tests::world::{BUCKET, World, ips};
 
 const DNS: &str = "Custom::DnsAddresses";
@@ -180,138 +181,69 @@ async fn dns_addresses_create_update_delete() -> R {
     Ok(())
 }
 
-fn sync_key(prefix: &str, tg: &str, port: u16) -> String {
-    let resource = tg.splitn(6, ':').nth(5).unwrap_or(tg);
-    format!("{prefix}{resource}/{ALB}/{port}.json")
+/// The first sync's environment: the target-sync function's, as the
+/// template passes it.
+fn sync_env(w: &World) -> Value {
+    json!({"Environment": {"STATE_BUCKET": BUCKET, "DNS_SERVERS": w.dns.addr().to_string(),
+        "TAG_PREFIX": "tether:", "TAG_DISCOVERY": "true", "CW_METRIC_FLAG_IP_COUNT": "true"},
+        "ServiceTimeout": "240"})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn target_sync_create_update_delete() -> R {
+async fn target_sync_first_sync_covers_every_tagged_group_and_delete_leaves_them() -> R {
     let s = setup().await?;
     let w = &s.w;
-    let tg = w.target_group("api-80", 80).await?;
-    // Registered by someone else: the custom resource must leave it alone.
-    w.register(&tg, "10.0.9.9", 80).await?;
+    let api = w.target_group("api-80", 80).await?;
+    let other = w.target_group("untagged-80", 80).await?;
+    tag(&w.elb, &api, &[("tether:source", &format!("dns:{ALB}"))]).await?;
+    w.register(&other, "10.0.9.9", 80).await?;
     w.answer(ALB, &["10.0.1.10", "10.0.2.20"]);
-    let props = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80", "StateBucket": BUCKET,
-                       "DeregisterAfter": "1", "RecordTypes": ["A"]});
+    let props = sync_env(w);
 
-    let created = s
-        .send(|url| cfn::create(SYNC, "SyncApi80", &props, url))
-        .await?;
-    assert_eq!(
-        created.status(),
-        "SUCCESS",
-        "{}\n{}",
-        created.body(),
-        s.f.logs()
-    );
-    let resource = tg.splitn(6, ':').nth(5).unwrap_or_default();
-    let id = format!("tether-sync:{resource}:{ALB}:80");
-    assert_eq!(created.id(), id);
-    let first_key = sync_key("custom-resources/target-sync/", &tg, 80);
-    assert_eq!(
-        created.body()["Data"],
-        json!({"Addresses": "10.0.1.10,10.0.2.20", "Registered": "10.0.1.10:80,10.0.2.20:80",
-               "Targets": "3", "StateObject": format!("s3://{BUCKET}/{first_key}")})
-    );
-    assert_eq!(
-        w.targets(&tg).await?,
-        ["10.0.1.10:80", "10.0.2.20:80", "10.0.9.9:80"]
-    );
-    let state = w.state(&first_key).await?.ok_or("no state object")?;
-    assert_eq!(state["owned"], json!(["10.0.1.10:80", "10.0.2.20:80"]));
+    let created = s.send(|url| cfn::create(SYNC, "FirstSync", &props, url)).await?;
+    assert_eq!(created.status(), "SUCCESS", "{}\n{}", created.body(), s.f.logs());
+    assert_eq!(created.id(), format!("tether-first-sync:{BUCKET}/target-sync/"));
+    assert_eq!(created.body()["Data"], json!({"Synced": "1", "Registered": "2"}));
+    assert_eq!(w.targets(&api).await?, ["10.0.1.10:80", "10.0.2.20:80"]);
+    assert_eq!(w.targets(&other).await?, ["10.0.9.9:80"], "an untagged group is never touched");
 
-    // DNS changed and the state moves to another prefix: same id, one sync
-    // right away, the state (with what the mapping owns) moves along.
+    // An Update syncs again at once: the new address is registered.
     w.answer(ALB, &["10.0.2.20", "10.0.1.30"]);
-    let moved = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": 80, "StateBucket": BUCKET,
-                       "DeregisterAfter": 1, "StatePrefix": "stacks/tether/"});
-    let updated = s
-        .send(|url| cfn::update(SYNC, "SyncApi80", &id, &moved, &props, url))
-        .await?;
-    assert_eq!(
-        (updated.status(), updated.id()),
-        ("SUCCESS", id.as_str()),
-        "{}",
-        updated.body()
-    );
-    assert!(
-        updated.reason().contains("state moved"),
-        "{}",
-        updated.body()
-    );
-    assert_eq!(
-        w.targets(&tg).await?,
-        ["10.0.1.30:80", "10.0.2.20:80", "10.0.9.9:80"]
-    );
-    let moved_key = sync_key("stacks/tether/", &tg, 80);
-    assert_eq!(w.state(&first_key).await?, None);
-    let state = w.state(&moved_key).await?.ok_or("state not moved")?;
-    assert_eq!(state["owned"], json!(["10.0.1.30:80", "10.0.2.20:80"]));
+    let id = created.id().to_owned();
+    let updated = s.send(|url| cfn::update(SYNC, "FirstSync", &id, &props, &props, url)).await?;
+    assert_eq!((updated.status(), updated.id()), ("SUCCESS", id.as_str()), "{}", updated.body());
+    assert_eq!(w.targets(&api).await?, ["10.0.1.10:80", "10.0.1.30:80", "10.0.2.20:80"]);
 
-    // Delete removes what it registered, and its state; nothing else.
-    let deleted = s
-        .send(|url| cfn::delete(SYNC, "SyncApi80", &id, &moved, url))
-        .await?;
+    // Delete leaves the groups as they are: deleting tether never empties an NLB.
+    let deleted = s.send(|url| cfn::delete(SYNC, "FirstSync", &id, &props, url)).await?;
     assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
-    assert_eq!(w.targets(&tg).await?, ["10.0.9.9:80"]);
-    assert_eq!(w.state(&moved_key).await?, None);
-
-    // Deleting again (already gone) is success.
-    let again = s
-        .send(|url| cfn::delete(SYNC, "SyncApi80", &id, &moved, url))
-        .await?;
+    assert!(deleted.reason().contains("left as they are"), "{}", deleted.body());
+    assert_eq!(w.targets(&api).await?, ["10.0.1.10:80", "10.0.1.30:80", "10.0.2.20:80"]);
+    // Even with properties this version does not read.
+    let odd = json!({"Mappings": "old|style|80"});
+    let again = s.send(|url| cfn::delete(SYNC, "FirstSync", &id, &odd, url)).await?;
     assert_eq!(again.status(), "SUCCESS", "{}", again.body());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn target_sync_replacement_and_delete_of_a_removed_group() -> R {
+async fn a_failed_first_sync_create_deregisters_what_it_registered() -> R {
     let s = setup().await?;
     let w = &s.w;
-    let blue = w.target_group("api-blue", 443).await?;
-    let green = w.target_group("api-green", 443).await?;
+    let good = w.target_group("good-80", 80).await?;
+    let bad = w.target_group("bad-80", 80).await?;
+    tag(&w.elb, &good, &[("tether:source", &format!("dns:{ALB}"))]).await?;
+    tag(&w.elb, &bad, &[("tether:source", "dns:broken.example.com")]).await?;
+    w.register(&good, "10.0.9.9", 80).await?;
     w.answer(ALB, &["10.0.1.10"]);
-    let on_blue =
-        json!({"DnsName": ALB, "TargetGroupArn": blue, "Port": "443", "StateBucket": BUCKET});
-    let on_green =
-        json!({"DnsName": ALB, "TargetGroupArn": green, "Port": "443", "StateBucket": BUCKET});
-    let created = s
-        .send(|url| cfn::create(SYNC, "Sync", &on_blue, url))
-        .await?;
-    assert_eq!(created.status(), "SUCCESS", "{}", created.body());
-    let old_id = created.id().to_owned();
+    w.dns.set("broken.example.com", Answer::ServFail);
 
-    // Another target group is another resource: a new id, synced at once.
-    let replaced = s
-        .send(|url| cfn::update(SYNC, "Sync", &old_id, &on_green, &on_blue, url))
-        .await?;
-    assert_eq!(replaced.status(), "SUCCESS", "{}", replaced.body());
-    assert_ne!(replaced.id(), old_id);
-    assert!(replaced.id().contains("api-green"), "{}", replaced.id());
-    assert_eq!(w.targets(&green).await?, ["10.0.1.10:443"]);
-    assert_eq!(w.targets(&blue).await?, ["10.0.1.10:443"]);
-    // CloudFormation then deletes the old resource, with its properties.
-    let old_deleted = s
-        .send(|url| cfn::delete(SYNC, "Sync", &old_id, &on_blue, url))
-        .await?;
-    assert_eq!(old_deleted.status(), "SUCCESS", "{}", old_deleted.body());
-    assert_eq!(w.targets(&blue).await?, Vec::<String>::new());
-    assert_eq!(w.targets(&green).await?, ["10.0.1.10:443"]);
-
-    // The target group is deleted before the resource: still success, state gone.
-    w.elb
-        .delete_target_group()
-        .target_group_arn(&green)
-        .send()
-        .await?;
-    let new_id = replaced.id().to_owned();
-    let deleted = s
-        .send(|url| cfn::delete(SYNC, "Sync", &new_id, &on_green, url))
-        .await?;
-    assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
-    assert_eq!(w.keys().await?, Vec::<String>::new());
+    let created = s.send(|url| cfn::create(SYNC, "FirstSync", &sync_env(w), url)).await?;
+    assert_eq!(created.status(), "FAILED", "{}", created.body());
+    assert!(created.reason().contains("SERVFAIL"), "{}", created.reason());
+    assert!(created.reason().contains("deregistered the 1 targets"), "{}", created.reason());
+    // What was there before stays; what the failed Create added is gone.
+    assert_eq!(w.targets(&good).await?, ["10.0.9.9:80"]);
     Ok(())
 }
 
@@ -426,8 +358,9 @@ async fn a_failed_create_answers_a_marker_whose_delete_touches_nothing() -> R {
     let w = &s.w;
     // A TargetSync whose name does not resolve: FAILED, nothing registered.
     let tg = w.target_group("api-80", 80).await?;
+    tag(&w.elb, &tg, &[("tether:source", &format!("dns:{ALB}"))]).await?;
     w.dns.set(ALB, Answer::ServFail);
-    let props = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80", "StateBucket": BUCKET});
+    let props = sync_env(w);
     let created = s
         .send(|url| cfn::create(SYNC, "SyncApi80", &props, url))
         .await?;
@@ -501,21 +434,22 @@ async fn unknown_types_and_bad_properties_fail_naming_them() -> R {
         ),
         (
             SYNC,
-            json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "0", "StateBucket": BUCKET}),
-            "ResourceProperties.Port",
-            "\"0\"",
+            json!({"Environment": {"STATE_BUCKET": BUCKET, "TARGETS": format!(
+                "[{{\"dns_name\":\"{ALB}\",\"target_group_arn\":\"{tg}\",\"port\":0}}]")}}),
+            "ResourceProperties.Environment.TARGETS[0].port",
+            "0",
         ),
         (
             SYNC,
-            json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80"}),
-            "ResourceProperties.StateBucket",
+            json!({"Environment": {"TAG_PREFIX": "tether:"}}),
+            "ResourceProperties.Environment.STATE_BUCKET",
+            "not set",
+        ),
+        (
+            SYNC,
+            json!({"DnsName": ALB}),
+            "ResourceProperties.Environment",
             "required",
-        ),
-        (
-            SYNC,
-            json!({"DnsName": ALB, "TargetGroupArn": "my-tg", "Port": "80", "StateBucket": BUCKET}),
-            "ResourceProperties.TargetGroupArn",
-            "my-tg",
         ),
         (
             EMPTY,
@@ -777,41 +711,3 @@ async fn a_broken_function_configuration_still_answers_every_event() -> R {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delete_with_an_unusable_state_object_deregisters_nothing_and_says_so() -> R {
-    let s = setup().await?;
-    let w = &s.w;
-    let tg = w.target_group("api-corrupt", 80).await?;
-    w.answer(ALB, &["10.0.1.10"]);
-    let props = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80", "StateBucket": BUCKET});
-    let created = s.send(|url| cfn::create(SYNC, "Sync", &props, url)).await?;
-    assert_eq!(created.status(), "SUCCESS", "{}", created.body());
-    let key = sync_key("custom-resources/target-sync/", &tg, 80);
-    w.s3.put_object()
-        .bucket(BUCKET)
-        .key(&key)
-        .body(ByteStream::from_static(
-            b"{\"schema_version\": 1, \"owned\": [\"10.0",
-        ))
-        .send()
-        .await?;
-
-    let id = created.id().to_owned();
-    let deleted = s
-        .send(|url| cfn::delete(SYNC, "Sync", &id, &props, url))
-        .await?;
-    assert_eq!(deleted.status(), "SUCCESS");
-    assert!(
-        deleted.reason().contains("unusable") && deleted.reason().contains("nothing deregistered"),
-        "{}",
-        deleted.reason()
-    );
-    assert_eq!(
-        w.targets(&tg).await?,
-        ["10.0.1.10:80"],
-        "doubt deregisters nothing"
-    );
-    let aside = w.unusable_keys().await?;
-    assert_eq!(aside.len(), 1, "the unusable bytes are kept: {aside:?}");
-    Ok(())
-}

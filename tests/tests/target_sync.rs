@@ -77,7 +77,7 @@ async fn first_run_registers_every_address_and_writes_state() -> R {
         .find(|l| l.contains("mapping synced"))
         .ok_or("no summary log line")?;
     let line: Value = serde_json::from_str(line)?;
-    assert_eq!(line["fields"]["dns_name"], ALB);
+    assert_eq!(line["fields"]["source"], format!("dns:{ALB}"));
     Ok(())
 }
 
@@ -321,7 +321,7 @@ async fn a_failed_or_doubtful_resolution_changes_nothing_and_fails_the_invocatio
         (Answer::ServFail, "SERVFAIL"),
         (Answer::Timeout, "timed out"),
         (Answer::NxDomain, "NXDOMAIN"),
-        (Answer::Empty, "empty answer"),
+        (Answer::Empty, "no address of type A"),
     ] {
         w.dns.set(ALB, answer);
         let error = tick(&f)
@@ -387,12 +387,17 @@ async fn dry_run_plans_but_changes_nothing() -> R {
         json!(["10.0.1.1:80", "10.0.1.2:80"])
     );
     assert_eq!(w.targets(&tg).await?, Vec::<String>::new());
-    assert_eq!(w.keys().await?, Vec::<String>::new());
+    // Its countdowns live apart from the real state, which stays untouched.
+    let keys = w.keys().await?;
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.starts_with("target-sync/dry-run/")),
+        "{keys:?}"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_carry_the_counts_with_target_group_and_name() -> R {
+async fn metrics_carry_the_counts_with_target_group_and_source() -> R {
     let w = World::start().await?;
     let tg = w.target_group("metrics", 80).await?;
     w.answer(ALB, &["10.0.1.1", "10.0.1.2", "10.0.2.3"]);
@@ -428,8 +433,8 @@ async fn metrics_carry_the_counts_with_target_group_and_name() -> R {
             )
             .dimensions(
                 aws_sdk_cloudwatch::types::Dimension::builder()
-                    .name("DnsName")
-                    .value(ALB)
+                    .name("Source")
+                    .value(format!("dns:{ALB}"))
                     .build(),
             )
             .start_time((now - Duration::from_secs(600)).into())
@@ -577,11 +582,12 @@ async fn answers_that_stay_full_never_count_a_target_down() -> R {
         let out = ok_tick(&f).await?;
         let m = &out["mappings"][0];
         assert!(
-            m["note"].as_str().is_some_and(|n| n.contains("were full")),
+            m["note"].as_str().is_some_and(|n| n.contains("held 8 addresses") && n.contains("alb:")),
             "{m}"
         );
         assert_eq!(m["deregistered"], json!([]));
         assert_eq!(m["pending"], json!({}));
+        assert_eq!(m["saturated"], true);
     }
     assert!(w.targets(&tg).await?.contains(&"10.0.9.9:80".to_owned()));
 

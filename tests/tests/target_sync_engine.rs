@@ -12,41 +12,34 @@ use aws_sdk_elasticloadbalancingv2 as elbv2;
 use aws_smithy_mocks::{RuleMode, mock};
 use serde_json::json;
 use tether_shared::aws::{AwsError, s3_client};
-use tether_shared::config::{DnsSettings, MetricsSettings, StateLocation, SyncConfig};
+use tether_shared::config::Vars;
 use tether_shared::dns::HickoryDns;
-use tether_shared::elb::Elb;
-use tether_shared::mapping::{Mapping, Naming};
 use tether_shared::metrics::CloudWatch;
-use tether_shared::state::SyncState;
-use tether_shared::store::{Loaded, S3Store, SaveError, StateStore, Version};
-use tether_shared::sync::{Engine, ErrorKind, state_key};
+use tether_shared::sync::groups::Elb;
+use tether_shared::sync::interfaces::Ec2Interfaces;
+use tether_shared::sync::state::SyncState;
+use tether_shared::sync::store::{Loaded, S3Store, SaveError, StateStore, Version};
+use tether_shared::sync::{Engine, ErrorKind, SyncConfig, state_key};
 use tether_tests::moto::BoxError;
 use tether_tests::world::{BUCKET, World};
 
 const ALB: &str = "internal-race-alb-1.us-east-1.elb.amazonaws.com";
 
 fn config(w: &World, tg: &str) -> Result<SyncConfig, BoxError> {
-    let mapping = Mapping::from_json(
-        "TARGETS[0]",
-        &json!({"dns_name": ALB, "target_group_arn": tg, "port": 80}),
-        Naming::Snake,
-    )?;
-    Ok(SyncConfig {
-        mappings: vec![mapping],
-        state: StateLocation {
-            bucket: BUCKET.into(),
-            prefix: "target-sync/".into(),
-        },
-        dns: DnsSettings {
-            servers: vec![w.dns.addr()],
-            timeout: Duration::from_millis(500),
-        },
-        metrics: MetricsSettings {
-            namespace: "Tether".into(),
-            enabled: true,
-        },
-        dry_run: false,
-    })
+    let targets = json!([{"dns_name": ALB, "target_group_arn": tg, "port": 80}]).to_string();
+    let server = w.dns.addr().to_string();
+    let vars = Vars(|name: &str| match name {
+        "TARGETS" => Some(targets.clone()),
+        "STATE_BUCKET" => Some(BUCKET.to_owned()),
+        "DNS_SERVERS" => Some(server.clone()),
+        "DNS_TIMEOUT_MS" => Some("500".to_owned()),
+        _ => None,
+    });
+    Ok(SyncConfig::from_vars(&vars)?)
+}
+
+fn interfaces(w: &World) -> Ec2Interfaces {
+    Ec2Interfaces::new(w.ec2.clone(), w.elb.clone())
 }
 
 /// The real S3 store, with another run's write landing between this run's
@@ -114,11 +107,12 @@ async fn racing_engine(
     w: &World,
     tg: &str,
     races: usize,
-) -> Result<Engine<HickoryDns, Elb, Racing, CloudWatch>, BoxError> {
+) -> Result<Engine<HickoryDns, Ec2Interfaces, Elb, Racing, CloudWatch>, BoxError> {
     let config = config(w, tg)?;
     let s3 = s3_client(&w.sdk);
     Ok(Engine {
         dns: HickoryDns::new(&config.dns)?,
+        interfaces: interfaces(w),
         elb: Elb::new(w.elb.clone()),
         store: Racing {
             inner: S3Store::new(s3.clone(), BUCKET),
@@ -137,7 +131,7 @@ async fn stale_target_counting_down(w: &World, name: &str) -> Result<(String, St
     w.register(&tg, "10.0.1.9", 80).await?;
     w.answer(ALB, &["10.0.1.1"]);
     let mapping = &config(w, &tg)?.mappings[0];
-    let key = state_key("target-sync/", mapping);
+    let key = state_key("target-sync/", mapping, false);
     let state = pending(&[("10.0.1.9:80", 1)]);
     w.s3.put_object()
         .bucket(BUCKET)
@@ -251,6 +245,7 @@ async fn a_draining_target_back_in_dns_is_registered_again() -> Result<(), BoxEr
     let config = config(&w, tg)?;
     let engine = Engine {
         dns: HickoryDns::new(&config.dns)?,
+        interfaces: interfaces(&w),
         elb: Elb::new(elb),
         store: S3Store::new(s3_client(&w.sdk), BUCKET),
         metrics: CloudWatch::new(w.cloudwatch.clone()),
@@ -293,13 +288,14 @@ async fn the_deploy_time_sync_waits_for_a_new_policy_to_take_effect() -> Result<
     config.metrics.enabled = false;
     let engine = Engine {
         dns: HickoryDns::new(&config.dns)?,
+        interfaces: interfaces(&w),
         elb: Elb::new(elb),
         store: S3Store::new(s3_client(&w.sdk), BUCKET),
         metrics: tether_shared::cfn::target_sync::Unpublished,
         config,
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let report = tether_shared::cfn::target_sync::run_while_denied(&engine, deadline).await;
+    let report = tether_shared::cfn::target_sync::run_patiently(&engine, deadline).await;
     assert_eq!(report.mappings[0].error, None);
     assert_eq!(describe.num_calls(), 2, "denied once, then allowed");
     assert_eq!(register.num_calls(), 1);

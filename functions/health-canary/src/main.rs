@@ -5,15 +5,16 @@
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 use serde_json::Value;
 use tether_shared::aws;
-use tether_shared::canary::{AwsCanary, CanaryConfig};
+use tether_shared::canary::{self, AwsCanary, CanaryConfig};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    // Validate before any client exists: a bad value fails the cold start.
-    let config = CanaryConfig::from_env()
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk = aws::sdk_config().await;
+    // A bad value (or an unreadable CANARY_TARGETS_S3_URI) fails the cold start.
+    let config = CanaryConfig::load(|uri| canary::fetch_targets(&sdk, uri))
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let canary = AwsCanary::from_sdk(config, &sdk)?;
     run(service_fn(|event: LambdaEvent<Value>| canary.handle(event))).await
 }

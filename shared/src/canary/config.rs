@@ -30,6 +30,42 @@ pub const MAX_PLANNED: Duration = Duration::from_secs(14 * 60);
 pub const MAX_ENDPOINTS: usize = 150;
 const TIMEOUT_RANGE: RangeInclusive<u64> = 1..=60_000;
 
+/// The variable naming an S3 object that holds `CANARY_TARGETS`.
+pub const TARGETS_URI: &str = "CANARY_TARGETS_S3_URI";
+
+/// `s3://bucket/key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Uri {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl S3Uri {
+    pub fn parse(text: &str) -> Result<S3Uri, ConfigError> {
+        let bad = || {
+            ConfigError::new(
+                TARGETS_URI,
+                format!("\"{}\" is not s3://<bucket>/<key>", crate::fields::shorten(text)),
+            )
+        };
+        let rest = text.strip_prefix("s3://").ok_or_else(bad)?;
+        let (bucket, key) = rest.split_once('/').ok_or_else(bad)?;
+        if key.is_empty() || crate::config::validate_bucket(bucket).is_err() {
+            return Err(bad());
+        }
+        Ok(S3Uri {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for S3Uri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
 /// The whole health-canary configuration.
 #[derive(Debug, Clone)]
 pub struct CanaryConfig {
@@ -178,6 +214,34 @@ fn check_alarmed_names<F: Fn(&str) -> Option<String>>(
 
 impl CanaryConfig {
     /// Reads the configuration from the process environment.
+    /// Reads the configuration; `CANARY_TARGETS_S3_URI` (an object holding
+    /// the `CANARY_TARGETS` array, for lists beyond Lambda's 4 KB
+    /// environment) is read through `fetch`, once, at cold start.
+    pub async fn load<Fut>(fetch: impl FnOnce(S3Uri) -> Fut) -> Result<Self, ConfigError>
+    where
+        Fut: std::future::Future<Output = Result<String, String>>,
+    {
+        let env = Vars(|name: &str| std::env::var(name).ok());
+        let Some(uri) = env.get(TARGETS_URI) else {
+            return Self::from_env();
+        };
+        if env.get("CANARY_TARGETS").is_some() {
+            return Err(ConfigError::new(
+                TARGETS_URI,
+                "is set together with CANARY_TARGETS: use one or the other",
+            ));
+        }
+        let uri = S3Uri::parse(&uri)?;
+        let text = fetch(uri.clone())
+            .await
+            .map_err(|e| ConfigError::new(TARGETS_URI, format!("reading {uri}: {e}")))?;
+        Self::from_vars(&Vars(|name: &str| match name {
+            "CANARY_TARGETS" => Some(text.clone()),
+            other => std::env::var(other).ok(),
+        }))
+        .map_err(|e| ConfigError::new(format!("{} (from {uri})", e.location), e.problem))
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&Vars(|name: &str| std::env::var(name).ok()))
     }
@@ -496,6 +560,18 @@ fn check_ca_bundle(location: &str, pem: &str) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_targets_object_is_an_s3_uri() {
+        let uri = S3Uri::parse("s3://tether-config/canary/targets.json").unwrap();
+        assert_eq!((uri.bucket.as_str(), uri.key.as_str()), ("tether-config", "canary/targets.json"));
+        assert_eq!(uri.to_string(), "s3://tether-config/canary/targets.json");
+        for bad in ["tether-config/x", "s3://tether-config", "s3://tether-config/", "s3://Bad_B/x"] {
+            let err = S3Uri::parse(bad).unwrap_err();
+            assert_eq!(err.location, TARGETS_URI);
+            assert!(err.problem.contains(bad), "{err}");
+        }
+    }
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;

@@ -160,6 +160,28 @@ pub struct Canary<M> {
 
 pub type AwsCanary = Canary<CloudWatch>;
 
+/// Reads `CANARY_TARGETS_S3_URI`'s object (at most 1 MiB) at cold start.
+pub async fn fetch_targets(sdk: &SdkConfig, uri: config::S3Uri) -> Result<String, String> {
+    const MAX: i64 = 1024 * 1024;
+    let out = crate::aws::s3_client(sdk)
+        .get_object()
+        .bucket(&uri.bucket)
+        .key(&uri.key)
+        .send()
+        .await
+        .map_err(|e| crate::aws::AwsError::from_sdk("s3:GetObject", uri.to_string(), &e).to_string())?;
+    if out.content_length().unwrap_or(0) > MAX {
+        return Err(format!("the object is larger than {MAX} bytes"));
+    }
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?
+        .into_bytes();
+    String::from_utf8(bytes.to_vec()).map_err(|_| "the object is not UTF-8 text".to_owned())
+}
+
 impl AwsCanary {
     /// hickory-resolver for names, CloudWatch for metrics.
     pub fn from_sdk(config: CanaryConfig, sdk: &SdkConfig) -> Result<Self, lambda_runtime::Error> {
