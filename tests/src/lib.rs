@@ -17,4 +17,5 @@ pub mod dns;
 pub mod https;
 pub mod lambda;
 pub mod moto;
+pub mod throttle;
 pub mod world;

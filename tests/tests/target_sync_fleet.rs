@@ -187,3 +187,34 @@ async fn two_mappings_on_one_group_share_its_guard() -> R {
     assert_eq!(w.targets(&tg).await?.len(), 3);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_describe_calls_slow_a_run_down_but_fail_no_mapping() -> R {
+    // moto never throttles: a proxy in the test support code enforces ELB's
+    // documented Describe bucket (40, refilled at 10 per second).
+    let w = World::start().await?;
+    let groups = 80;
+    let mut arns = Vec::new();
+    for i in 0..groups {
+        let name = format!("internal-svc{i}-1.us-east-1.elb.amazonaws.com");
+        let tg = w.target_group(&format!("svc-{i}"), 80).await?;
+        tag(&w.elb, &tg, &[("tether:source", &format!("dns:{name}"))]).await?;
+        w.answer(&name, &[&format!("10.1.0.{}", i + 1)]);
+        arns.push(tg);
+    }
+    let proxy = tether_tests::throttle::ThrottlingProxy::start(&w.moto.endpoint()).await?;
+    let f = w.spawn("target-sync", &w.env(&[("AWS_ENDPOINT_URL", &proxy.endpoint())])).await?;
+    let out = f.invoke(scheduled_event(), Duration::from_secs(120)).await?;
+    let out = out.result.map_err(|e| format!("{e}\n{}", f.logs()))?;
+    let counts = proxy.counts();
+    assert!(counts.throttled > 0, "the bucket was exceeded: {counts:?}");
+    let failed: Vec<&Value> = out["mappings"]
+        .as_array()
+        .map(|ms| ms.iter().filter(|m| !m["error"].is_null()).collect())
+        .unwrap_or_default();
+    assert!(failed.is_empty(), "{failed:?}");
+    for (i, tg) in arns.iter().enumerate() {
+        assert_eq!(w.targets(tg).await?, [format!("10.1.0.{}:80", i + 1)]);
+    }
+    Ok(())
+}

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use super::{Section, median_max, ms};
 use crate::lambda::{FunctionProcess, function_binary};
+use crate::aws::tag;
 use crate::moto::BoxError;
+use crate::throttle::{REFILL_PER_SECOND, ThrottlingProxy};
 use crate::world::{World, scheduled_event};
 
 const COLD_RUNS: usize = 10;
@@ -137,7 +139,7 @@ pub async fn run() -> Result<Vec<Section>, BoxError> {
         "the arm64 artifacts are measured in the last section",
     );
 
-    Ok(vec![one, many(&w).await?])
+    Ok(vec![one, many(&w).await?, fleet().await?])
 }
 
 /// One invocation with 100 mappings (100 names, 100 target groups).
@@ -185,6 +187,73 @@ async fn many(w: &World) -> Result<Section, BoxError> {
     s.row(
         "peak RSS",
         rss.map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+        "",
+    );
+    Ok(s)
+}
+
+const FLEET: usize = 300;
+
+/// 300 target groups opted in by tag, in one invocation, through a proxy that
+/// enforces ELB's Describe bucket (40, refilled at 10 per second).
+async fn fleet() -> Result<Section, BoxError> {
+    let w = World::start().await?;
+    for i in 0..FLEET {
+        let name = format!("internal-fleet{i}-1.us-east-1.elb.amazonaws.com");
+        let tg = w.target_group(&format!("fleet-{i}"), 80).await?;
+        tag(&w.elb, &tg, &[("tether:source", &format!("dns:{name}"))]).await?;
+        let (a, b) = (i / 250, i % 250);
+        w.answer(
+            &name,
+            &[&format!("10.1.{a}.{b}"), &format!("10.2.{a}.{b}"), &format!("10.3.{a}.{b}")],
+        );
+    }
+    let proxy = ThrottlingProxy::start(&w.moto.endpoint()).await?;
+    let env = w.env(&[("AWS_ENDPOINT_URL", &proxy.endpoint())]);
+    let f = w.spawn("target-sync", &env).await?;
+    let timeout = Duration::from_secs(300);
+    let mut s = Section::new(
+        &format!("target-sync: {FLEET} tagged target groups, ELB throttling enforced"),
+        &format!(
+            "{FLEET} target groups tagged `tether:source=dns:<name>` (3 addresses each), discovered and synced \
+             in one invocation. Every call goes through a proxy (`tether_tests::throttle`) that enforces ELB's \
+             documented bucket for Describe calls (40, refilled at {REFILL_PER_SECOND} per second) and answers \
+             `Throttling` beyond it. The floor is the time the bucket allows: Describe calls that went \
+             through, minus the 40 of the full bucket, divided by {REFILL_PER_SECOND} per second. Goal: no failed \
+             mapping, under 1.2 x the floor."
+        ),
+    );
+    for run in ["first invocation (registers 900 targets)", "steady-state invocation"] {
+        proxy.reset();
+        let inv = f.invoke(scheduled_event(), timeout).await?;
+        let counts = proxy.counts();
+        let failed = match &inv.result {
+            Ok(out) => out["mappings"]
+                .as_array()
+                .map_or(0, |ms| ms.iter().filter(|m| !m["error"].is_null()).count()),
+            Err(e) => e["errorMessage"]
+                .as_str()
+                .and_then(|m| m.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(FLEET),
+        };
+        let floor = ((counts.describes as f64 - 40.0).max(0.0)) / REFILL_PER_SECOND;
+        let took = inv.duration.as_secs_f64();
+        s.row(
+            run,
+            ms(inv.duration),
+            &format!(
+                "{} Describe calls, {} throttled; floor {:.1} s; {:.2} x the floor; {failed} failed mappings",
+                counts.describes,
+                counts.throttled,
+                floor,
+                if floor > 0.0 { took / floor } else { 0.0 }
+            ),
+        );
+    }
+    s.row(
+        "peak RSS",
+        f.peak_rss_kib().map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
         "",
     );
     Ok(s)

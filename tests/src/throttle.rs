@@ -1,0 +1,216 @@
+//! A proxy in front of the emulator that enforces ELB's documented API rate
+//! limit, which moto does not: Describe calls share a bucket of 40 tokens
+//! per account and region, refilled at 10 per second. A Describe call that
+//! finds the bucket empty is answered `400 Throttling`, as ELB answers it.
+//! Every other request (S3, EC2, CloudWatch, ELB writes) passes through.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::moto::BoxError;
+
+/// ELB's documented bucket for Describe calls (per account and region).
+pub const BUCKET_SIZE: f64 = 40.0;
+pub const REFILL_PER_SECOND: f64 = 10.0;
+
+const THROTTLED: &str = r#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>throttled-by-test-proxy</RequestId></ErrorResponse>"#;
+
+/// What the proxy saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// ELB Describe calls let through.
+    pub describes: usize,
+    /// ELB Describe calls answered `Throttling`.
+    pub throttled: usize,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    counts: Counts,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * REFILL_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(BUCKET_SIZE);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.counts.describes += 1;
+            true
+        } else {
+            self.counts.throttled += 1;
+            false
+        }
+    }
+}
+
+pub struct ThrottlingProxy {
+    addr: SocketAddr,
+    bucket: Arc<Mutex<Bucket>>,
+    task: JoinHandle<()>,
+}
+
+impl ThrottlingProxy {
+    /// `upstream`: `http://127.0.0.1:PORT` (the emulator).
+    pub async fn start(upstream: &str) -> Result<ThrottlingProxy, BoxError> {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let addr = listener.local_addr()?;
+        let bucket = Arc::new(Mutex::new(Bucket {
+            tokens: BUCKET_SIZE,
+            at: Instant::now(),
+            counts: Counts::default(),
+        }));
+        let upstream: Arc<str> = upstream.trim_end_matches('/').into();
+        let task = tokio::spawn({
+            let bucket = Arc::clone(&bucket);
+            async move {
+                let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (bucket, upstream, client) =
+                        (Arc::clone(&bucket), Arc::clone(&upstream), client.clone());
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request| {
+                            relay(request, Arc::clone(&bucket), Arc::clone(&upstream), client.clone())
+                        });
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
+        });
+        Ok(ThrottlingProxy { addr, bucket, task })
+    }
+
+    /// The endpoint to give the SDK (`AWS_ENDPOINT_URL`).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.bucket.lock().unwrap_or_else(PoisonError::into_inner).counts
+    }
+
+    /// Starts counting afresh with a full bucket.
+    pub fn reset(&self) {
+        let mut b = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        *b = Bucket {
+            tokens: BUCKET_SIZE,
+            at: Instant::now(),
+            counts: Counts::default(),
+        };
+    }
+}
+
+impl Drop for ThrottlingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An ELB Describe call: signed for `elasticloadbalancing`, `Action=Describe…`.
+fn is_elb_describe(authorization: Option<&str>, body: &[u8]) -> bool {
+    let elb = authorization.is_some_and(|a| a.contains("/elasticloadbalancing/aws4_request"));
+    elb && body
+        .split(|b| *b == b'&')
+        .any(|pair| pair.starts_with(b"Action=Describe"))
+}
+
+async fn relay(
+    request: Request<Incoming>,
+    bucket: Arc<Mutex<Bucket>>,
+    upstream: Arc<str>,
+    client: Client<HttpConnector, Full<Bytes>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let authorization = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if is_elb_describe(authorization, &body)
+        && !bucket.lock().unwrap_or_else(PoisonError::into_inner).take()
+    {
+        return Ok(answer(StatusCode::BAD_REQUEST, THROTTLED, "text/xml"));
+    }
+    let target = format!(
+        "{upstream}{}",
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut forward = Request::builder().method(parts.method.clone()).uri(&target);
+    for (name, value) in &parts.headers {
+        forward = forward.header(name, value);
+    }
+    let Ok(forward) = forward.body(Full::new(body)) else {
+        return Ok(answer(StatusCode::BAD_GATEWAY, "bad request", "text/plain"));
+    };
+    let Ok(Ok(upstream_answer)) =
+        tokio::time::timeout(Duration::from_secs(60), client.request(forward)).await
+    else {
+        return Ok(answer(StatusCode::BAD_GATEWAY, "upstream failed", "text/plain"));
+    };
+    let (parts, body) = upstream_answer.into_parts();
+    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    Ok(Response::from_parts(parts, Full::new(bytes)))
+}
+
+fn answer(status: StatusCode, text: &str, content_type: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(text.to_owned())));
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_elb_describe_calls_are_counted() {
+        let elb = "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/elasticloadbalancing/aws4_request";
+        let s3 = "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/s3/aws4_request";
+        assert!(is_elb_describe(Some(elb), b"Action=DescribeTargetHealth&Version=2015-12-01"));
+        assert!(!is_elb_describe(Some(elb), b"Action=RegisterTargets&Version=2015-12-01"));
+        assert!(!is_elb_describe(Some(s3), b"Action=DescribeTargetHealth"));
+        assert!(!is_elb_describe(None, b"Action=DescribeTags"));
+    }
+
+    #[test]
+    fn the_bucket_holds_forty_then_refills_at_ten_per_second() {
+        let mut b = Bucket {
+            tokens: BUCKET_SIZE,
+            at: Instant::now(),
+            counts: Counts::default(),
+        };
+        let granted = (0..41).filter(|_| b.take()).count();
+        assert!(granted == 40 || granted == 41, "{granted}");
+        assert!(b.counts.throttled <= 1);
+        b.at -= Duration::from_millis(500);
+        b.tokens = 0.0;
+        assert!(b.take(), "half a second refills five tokens");
+        assert_eq!((b.tokens + 0.01).floor(), 4.0);
+    }
+}
