@@ -183,10 +183,25 @@ mod tests {
 
     #[test]
     fn servers_buckets_and_prefixes() {
-        assert_eq!(parse_server("10.0.0.2").unwrap(), "10.0.0.2:53".parse().unwrap());
-        assert_eq!(parse_server("[::1]:5353").unwrap(), "[::1]:5353".parse().unwrap());
-        assert!(parse_server("dns.google").unwrap_err().contains("dns.google"));
-        assert!(validate_bucket("Bad_Bucket").unwrap_err().to_string().contains("Bad_Bucket"));
+        assert_eq!(
+            parse_server("10.0.0.2").unwrap(),
+            "10.0.0.2:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_server("[::1]:5353").unwrap(),
+            "[::1]:5353".parse().unwrap()
+        );
+        assert!(
+            parse_server("dns.google")
+                .unwrap_err()
+                .contains("dns.google")
+        );
+        assert!(
+            validate_bucket("Bad_Bucket")
+                .unwrap_err()
+                .to_string()
+                .contains("Bad_Bucket")
+        );
         assert_eq!(normalize_prefix("/sync/x").unwrap(), "sync/x/");
         assert!(normalize_prefix("a//b").is_err());
     }

@@ -464,7 +464,13 @@ mod tests {
             assert_eq!(r.failures, []);
         }
         // A failing AAAA query is a failure, though A answered.
-        let r = resolve(&ByKind(ips(1..3), Err(DnsFailure::ServFail)), "alb", &kinds, 8).await;
+        let r = resolve(
+            &ByKind(ips(1..3), Err(DnsFailure::ServFail)),
+            "alb",
+            &kinds,
+            8,
+        )
+        .await;
         assert_eq!(r.failures, [(RecordKind::Aaaa, DnsFailure::ServFail)]);
     }
 
@@ -475,9 +481,20 @@ mod tests {
             parse_record_types(&list(&["aaaa", "A", "A"])).unwrap(),
             [RecordKind::A, RecordKind::Aaaa]
         );
-        assert!(parse_record_types(&list(&["MX"])).unwrap_err().contains("`MX`"));
-        assert_eq!(validate_dns_name("Alb.Example.COM.").unwrap(), "alb.example.com");
-        assert!(validate_dns_name("10.0.0.1").unwrap_err().contains("IP address"));
+        assert!(
+            parse_record_types(&list(&["MX"]))
+                .unwrap_err()
+                .contains("`MX`")
+        );
+        assert_eq!(
+            validate_dns_name("Alb.Example.COM.").unwrap(),
+            "alb.example.com"
+        );
+        assert!(
+            validate_dns_name("10.0.0.1")
+                .unwrap_err()
+                .contains("IP address")
+        );
         assert!(validate_dns_name("a..b").unwrap_err().contains("`a..b`"));
     }
 }

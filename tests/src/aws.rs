@@ -182,7 +182,11 @@ pub async fn create_alb_nodes(
         .ok_or_else(|| format!("{alb_arn} is not a load balancer ARN"))?;
     let mut ids = Vec::new();
     for ip in ips {
-        let subnet = if ip.starts_with("10.0.2.") { &net.subnet_ids[1] } else { &net.subnet_ids[0] };
+        let subnet = if ip.starts_with("10.0.2.") {
+            &net.subnet_ids[1]
+        } else {
+            &net.subnet_ids[0]
+        };
         let out = ec2
             .create_network_interface()
             .subnet_id(subnet)

@@ -87,7 +87,12 @@ impl ThrottlingProxy {
                         (Arc::clone(&bucket), Arc::clone(&upstream), client.clone());
                     tokio::spawn(async move {
                         let service = service_fn(move |request| {
-                            relay(request, Arc::clone(&bucket), Arc::clone(&upstream), client.clone())
+                            relay(
+                                request,
+                                Arc::clone(&bucket),
+                                Arc::clone(&upstream),
+                                client.clone(),
+                            )
                         });
                         let _ = http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
@@ -105,7 +110,10 @@ impl ThrottlingProxy {
     }
 
     pub fn counts(&self) -> Counts {
-        self.bucket.lock().unwrap_or_else(PoisonError::into_inner).counts
+        self.bucket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .counts
     }
 
     /// Starts counting afresh with a full bucket.
@@ -168,10 +176,18 @@ async fn relay(
     let Ok(Ok(upstream_answer)) =
         tokio::time::timeout(Duration::from_secs(60), client.request(forward)).await
     else {
-        return Ok(answer(StatusCode::BAD_GATEWAY, "upstream failed", "text/plain"));
+        return Ok(answer(
+            StatusCode::BAD_GATEWAY,
+            "upstream failed",
+            "text/plain",
+        ));
     };
     let (parts, body) = upstream_answer.into_parts();
-    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     Ok(Response::from_parts(parts, Full::new(bytes)))
 }
 
@@ -190,10 +206,17 @@ mod tests {
 
     #[test]
     fn only_elb_describe_calls_are_counted() {
-        let elb = "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/elasticloadbalancing/aws4_request";
+        let elb =
+            "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/elasticloadbalancing/aws4_request";
         let s3 = "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/s3/aws4_request";
-        assert!(is_elb_describe(Some(elb), b"Action=DescribeTargetHealth&Version=2015-12-01"));
-        assert!(!is_elb_describe(Some(elb), b"Action=RegisterTargets&Version=2015-12-01"));
+        assert!(is_elb_describe(
+            Some(elb),
+            b"Action=DescribeTargetHealth&Version=2015-12-01"
+        ));
+        assert!(!is_elb_describe(
+            Some(elb),
+            b"Action=RegisterTargets&Version=2015-12-01"
+        ));
         assert!(!is_elb_describe(Some(s3), b"Action=DescribeTargetHealth"));
         assert!(!is_elb_describe(None, b"Action=DescribeTags"));
     }

@@ -27,7 +27,7 @@ PARAMETERS = {
     "ExampleVpcEndpointDnsName": "vpce-0123.execute-api.us-east-1.vpce.amazonaws.com",
     "ExampleVpcId": "vpc-0123456789abcdef0",
     "AlarmTopic": "arn:aws:sns:us-east-1:123456789012:ops",
-    "MetricsNamespace": "tether",
+    "MetricsNamespace": "Tether",
     "ReserveConcurrency": "true",
     "EnvironmentName": "production",
     "PermissionsBoundaryArn": "arn:aws:iam::123456789012:policy/platform-boundary",

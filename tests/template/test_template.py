@@ -192,7 +192,7 @@ def test_the_policy_is_valid_json_for_every_allowed_tag_prefix(prefix):
     for bad in ['a"b', "a\\b", "", "x" * 65]:
         assert not re.fullmatch(pattern, bad), bad
     doc = template["Resources"]["TargetSyncEnginePolicy"]["Properties"]["PolicyDocument"]["Fn::Sub"]
-    values = {"TagPrefix": prefix, "StatePrefix": "target-sync/", "MetricsNamespace": "tether", "Bucket": "b",
+    values = {"TagPrefix": prefix, "StatePrefix": "target-sync/", "MetricsNamespace": "Tether", "Bucket": "b",
               "AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
     text = re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], doc[0])
     statement = [s for s in json.loads(text)["Statement"] if s["Sid"] == "RegisterOnTaggedTargetGroups"][0]

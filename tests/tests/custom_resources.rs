@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use tether_shared::cfn::dispatch::{Applied, Failure, Handler};
 use tether_shared::cfn::event::Request;
 use tether_shared::cfn::{Dispatcher, Responder};
+use tether_tests::aws::tag;
 use tether_tests::cfn::{self, FlakyProxy, Responses, STACK_ID, Stored};
 use tether_tests::dns::Answer;
 use tether_tests::lambda::{FunctionProcess, Invocation};
 use tether_tests::moto::BoxError;
-use tether_tests::aws::tag;
 use tether_tests::world::{BUCKET, World, ips};
 
 const DNS: &str = "Custom::DnsAddresses";
@@ -200,28 +200,67 @@ async fn target_sync_first_sync_covers_every_tagged_group_and_delete_leaves_them
     w.answer(ALB, &["10.0.1.10", "10.0.2.20"]);
     let props = sync_env(w);
 
-    let created = s.send(|url| cfn::create(SYNC, "FirstSync", &props, url)).await?;
-    assert_eq!(created.status(), "SUCCESS", "{}\n{}", created.body(), s.f.logs());
-    assert_eq!(created.id(), format!("tether-first-sync:{BUCKET}/target-sync/"));
-    assert_eq!(created.body()["Data"], json!({"Synced": "1", "Registered": "2"}));
+    let created = s
+        .send(|url| cfn::create(SYNC, "FirstSync", &props, url))
+        .await?;
+    assert_eq!(
+        created.status(),
+        "SUCCESS",
+        "{}\n{}",
+        created.body(),
+        s.f.logs()
+    );
+    assert_eq!(
+        created.id(),
+        format!("tether-first-sync:{BUCKET}/target-sync/")
+    );
+    assert_eq!(
+        created.body()["Data"],
+        json!({"Synced": "1", "Registered": "2"})
+    );
     assert_eq!(w.targets(&api).await?, ["10.0.1.10:80", "10.0.2.20:80"]);
-    assert_eq!(w.targets(&other).await?, ["10.0.9.9:80"], "an untagged group is never touched");
+    assert_eq!(
+        w.targets(&other).await?,
+        ["10.0.9.9:80"],
+        "an untagged group is never touched"
+    );
 
     // An Update syncs again at once: the new address is registered.
     w.answer(ALB, &["10.0.2.20", "10.0.1.30"]);
     let id = created.id().to_owned();
-    let updated = s.send(|url| cfn::update(SYNC, "FirstSync", &id, &props, &props, url)).await?;
-    assert_eq!((updated.status(), updated.id()), ("SUCCESS", id.as_str()), "{}", updated.body());
-    assert_eq!(w.targets(&api).await?, ["10.0.1.10:80", "10.0.1.30:80", "10.0.2.20:80"]);
+    let updated = s
+        .send(|url| cfn::update(SYNC, "FirstSync", &id, &props, &props, url))
+        .await?;
+    assert_eq!(
+        (updated.status(), updated.id()),
+        ("SUCCESS", id.as_str()),
+        "{}",
+        updated.body()
+    );
+    assert_eq!(
+        w.targets(&api).await?,
+        ["10.0.1.10:80", "10.0.1.30:80", "10.0.2.20:80"]
+    );
 
     // Delete leaves the groups as they are: deleting tether never empties an NLB.
-    let deleted = s.send(|url| cfn::delete(SYNC, "FirstSync", &id, &props, url)).await?;
+    let deleted = s
+        .send(|url| cfn::delete(SYNC, "FirstSync", &id, &props, url))
+        .await?;
     assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
-    assert!(deleted.reason().contains("left as they are"), "{}", deleted.body());
-    assert_eq!(w.targets(&api).await?, ["10.0.1.10:80", "10.0.1.30:80", "10.0.2.20:80"]);
+    assert!(
+        deleted.reason().contains("left as they are"),
+        "{}",
+        deleted.body()
+    );
+    assert_eq!(
+        w.targets(&api).await?,
+        ["10.0.1.10:80", "10.0.1.30:80", "10.0.2.20:80"]
+    );
     // Even with properties this version does not read.
     let odd = json!({"Mappings": "old|style|80"});
-    let again = s.send(|url| cfn::delete(SYNC, "FirstSync", &id, &odd, url)).await?;
+    let again = s
+        .send(|url| cfn::delete(SYNC, "FirstSync", &id, &odd, url))
+        .await?;
     assert_eq!(again.status(), "SUCCESS", "{}", again.body());
     Ok(())
 }
@@ -238,10 +277,20 @@ async fn a_failed_first_sync_create_deregisters_what_it_registered() -> R {
     w.answer(ALB, &["10.0.1.10"]);
     w.dns.set("broken.example.com", Answer::ServFail);
 
-    let created = s.send(|url| cfn::create(SYNC, "FirstSync", &sync_env(w), url)).await?;
+    let created = s
+        .send(|url| cfn::create(SYNC, "FirstSync", &sync_env(w), url))
+        .await?;
     assert_eq!(created.status(), "FAILED", "{}", created.body());
-    assert!(created.reason().contains("SERVFAIL"), "{}", created.reason());
-    assert!(created.reason().contains("deregistered the 1 targets"), "{}", created.reason());
+    assert!(
+        created.reason().contains("SERVFAIL"),
+        "{}",
+        created.reason()
+    );
+    assert!(
+        created.reason().contains("deregistered the 1 targets"),
+        "{}",
+        created.reason()
+    );
     // What was there before stays; what the failed Create added is gone.
     assert_eq!(w.targets(&good).await?, ["10.0.9.9:80"]);
     Ok(())
@@ -710,4 +759,3 @@ async fn a_broken_function_configuration_still_answers_every_event() -> R {
     assert!(s.f.logs().contains("every event will be answered FAILED"));
     Ok(())
 }
-

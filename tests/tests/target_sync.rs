@@ -582,7 +582,9 @@ async fn answers_that_stay_full_never_count_a_target_down() -> R {
         let out = ok_tick(&f).await?;
         let m = &out["mappings"][0];
         assert!(
-            m["note"].as_str().is_some_and(|n| n.contains("held 8 addresses") && n.contains("alb:")),
+            m["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("held 8 addresses") && n.contains("alb:")),
             "{m}"
         );
         assert_eq!(m["deregistered"], json!([]));

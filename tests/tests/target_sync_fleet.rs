@@ -52,7 +52,12 @@ async fn tagged_groups_of_every_source_are_synced_and_untagged_ones_left_alone()
     let w = World::start().await?;
     // dns: a name behind a tag.
     let by_dns = w.target_group("by-dns", 80).await?;
-    tag(&w.elb, &by_dns, &[("tether:source", &format!("dns:{NAME}"))]).await?;
+    tag(
+        &w.elb,
+        &by_dns,
+        &[("tether:source", &format!("dns:{NAME}"))],
+    )
+    .await?;
     w.answer(NAME, &["10.0.1.5", "10.0.2.5"]);
     // alb: ten nodes (more than a DNS answer holds), by name and by ARN.
     let alb = create_load_balancer(&w.elb, &w.network, "orders", LbKind::Application).await?;
@@ -61,14 +66,35 @@ async fn tagged_groups_of_every_source_are_synced_and_untagged_ones_left_alone()
     ten.push("10.0.2.100".into());
     let ids = create_alb_nodes(&w.ec2, &w.network, &alb.arn, &strs(&ten)).await?;
     let by_name = w.target_group("by-alb-name", 443).await?;
-    tag(&w.elb, &by_name, &[("tether:source", "alb:orders"), ("tether:deregister-after", "1"),
-        ("tether:max-deregister-percent", "100")]).await?;
+    tag(
+        &w.elb,
+        &by_name,
+        &[
+            ("tether:source", "alb:orders"),
+            ("tether:deregister-after", "1"),
+            ("tether:max-deregister-percent", "100"),
+        ],
+    )
+    .await?;
     let by_arn = w.target_group("by-alb-arn", 8443).await?;
-    tag(&w.elb, &by_arn, &[("tether:source", &format!("alb:{}", alb.arn)), ("tether:port", "443")]).await?;
+    tag(
+        &w.elb,
+        &by_arn,
+        &[
+            ("tether:source", &format!("alb:{}", alb.arn)),
+            ("tether:port", "443"),
+        ],
+    )
+    .await?;
     // vpce: an interface endpoint's addresses.
     let endpoint = create_interface_endpoint(&w.ec2, &w.network).await?;
     let by_vpce = w.target_group("by-vpce", 443).await?;
-    tag(&w.elb, &by_vpce, &[("tether:source", &format!("vpce:{endpoint}"))]).await?;
+    tag(
+        &w.elb,
+        &by_vpce,
+        &[("tether:source", &format!("vpce:{endpoint}"))],
+    )
+    .await?;
     // Untagged, with a target added by hand: never touched.
     let untagged = w.target_group("untagged", 80).await?;
     w.register(&untagged, "10.0.9.9", 80).await?;
@@ -83,7 +109,10 @@ async fn tagged_groups_of_every_source_are_synced_and_untagged_ones_left_alone()
     assert_eq!(w.targets(&by_name).await?, with_port(&ten, 443));
     assert_eq!(w.targets(&by_arn).await?, with_port(&ten, 443));
     let vpce_targets = w.targets(&by_vpce).await?;
-    assert!(!vpce_targets.is_empty(), "the endpoint's interfaces are registered");
+    assert!(
+        !vpce_targets.is_empty(),
+        "the endpoint's interfaces are registered"
+    );
     assert_eq!(w.targets(&untagged).await?, ["10.0.9.9:80"]);
     assert!(w.targets(&staging).await?.is_empty());
 
@@ -91,7 +120,11 @@ async fn tagged_groups_of_every_source_are_synced_and_untagged_ones_left_alone()
     // from the group that asks for it; the other counts down.
     delete_interfaces(&w.ec2, &ids[..2]).await?;
     let out = ok_tick(&f).await?;
-    assert_eq!(w.targets(&by_name).await?, with_port(&ten[2..], 443), "{out}");
+    assert_eq!(
+        w.targets(&by_name).await?,
+        with_port(&ten[2..], 443),
+        "{out}"
+    );
     assert_eq!(w.targets(&by_arn).await?, with_port(&ten, 443));
 
     // A group tagged after the function started is picked up at the next run.
@@ -108,10 +141,21 @@ async fn a_bad_tag_fails_its_group_only_and_the_invocation() -> R {
     let good = w.target_group("good", 80).await?;
     tag(&w.elb, &good, &[("tether:source", &format!("dns:{NAME}"))]).await?;
     let bad = w.target_group("bad", 80).await?;
-    tag(&w.elb, &bad, &[("tether:source", &format!("dns:{NAME}")), ("tether:ownership", "mine")]).await?;
+    tag(
+        &w.elb,
+        &bad,
+        &[
+            ("tether:source", &format!("dns:{NAME}")),
+            ("tether:ownership", "mine"),
+        ],
+    )
+    .await?;
     w.answer(NAME, &["10.0.1.5"]);
     let f = w.spawn("target-sync", &w.env(&[])).await?;
-    let error = tick(&f).await?.err().ok_or("a bad tag fails the invocation")?;
+    let error = tick(&f)
+        .await?
+        .err()
+        .ok_or("a bad tag fails the invocation")?;
     let message = error["errorMessage"].as_str().unwrap_or_default();
     assert!(
         message.contains(&format!("{bad} tag tether:ownership")) && message.contains("mine"),
@@ -126,13 +170,20 @@ async fn a_bad_tag_fails_its_group_only_and_the_invocation() -> R {
 async fn tag_prefix_and_discovery_off_choose_what_is_synced() -> R {
     let w = World::start().await?;
     let production = w.target_group("production", 80).await?;
-    tag(&w.elb, &production, &[("tether:source", &format!("dns:{NAME}"))]).await?;
+    tag(
+        &w.elb,
+        &production,
+        &[("tether:source", &format!("dns:{NAME}"))],
+    )
+    .await?;
     let staging = w.target_group("staging", 80).await?;
     tag(&w.elb, &staging, &[("stg:source", &format!("dns:{NAME}"))]).await?;
     let listed = w.target_group("listed", 80).await?;
     w.answer(NAME, &["10.0.1.5"]);
 
-    let f = w.spawn("target-sync", &w.env(&[("TAG_PREFIX", "stg:")])).await?;
+    let f = w
+        .spawn("target-sync", &w.env(&[("TAG_PREFIX", "stg:")]))
+        .await?;
     ok_tick(&f).await?;
     assert_eq!(w.targets(&staging).await?, ["10.0.1.5:80"]);
     assert!(w.targets(&production).await?.is_empty());
@@ -140,14 +191,19 @@ async fn tag_prefix_and_discovery_off_choose_what_is_synced() -> R {
 
     // TARGETS set: discovery is off unless asked for; tagged groups wait.
     let targets = Value::Array(vec![mapping(NAME, &listed, 80)]).to_string();
-    let f = w.spawn("target-sync", &w.env(&[("TARGETS", &targets)])).await?;
+    let f = w
+        .spawn("target-sync", &w.env(&[("TARGETS", &targets)]))
+        .await?;
     let out = ok_tick(&f).await?;
     assert_eq!(out["mappings"].as_array().map(Vec::len), Some(1));
     assert_eq!(w.targets(&listed).await?, ["10.0.1.5:80"]);
     assert!(w.targets(&production).await?.is_empty());
     drop(f);
     let f = w
-        .spawn("target-sync", &w.env(&[("TARGETS", &targets), ("TAG_DISCOVERY", "true")]))
+        .spawn(
+            "target-sync",
+            &w.env(&[("TARGETS", &targets), ("TAG_DISCOVERY", "true")]),
+        )
         .await?;
     ok_tick(&f).await?;
     assert_eq!(w.targets(&production).await?, ["10.0.1.5:80"]);
@@ -169,7 +225,9 @@ async fn two_mappings_on_one_group_share_its_guard() -> R {
         m["max_deregister_percent"] = json!(50);
     }
     let targets = Value::Array(vec![a, b]).to_string();
-    let f = w.spawn("target-sync", &w.env(&[("TARGETS", &targets)])).await?;
+    let f = w
+        .spawn("target-sync", &w.env(&[("TARGETS", &targets)]))
+        .await?;
     ok_tick(&f).await?;
     assert_eq!(w.targets(&tg).await?.len(), 4);
     // Every address changes: four stale. Six after registering the two new
@@ -180,7 +238,11 @@ async fn two_mappings_on_one_group_share_its_guard() -> R {
     let count = |field: &str| -> usize {
         out["mappings"]
             .as_array()
-            .map(|ms| ms.iter().map(|m| m[field].as_array().map_or(0, Vec::len)).sum())
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| m[field].as_array().map_or(0, Vec::len))
+                    .sum()
+            })
             .unwrap_or(0)
     };
     assert_eq!((count("deregistered"), count("held_back")), (3, 1), "{out}");
@@ -203,8 +265,15 @@ async fn throttled_describe_calls_slow_a_run_down_but_fail_no_mapping() -> R {
         arns.push(tg);
     }
     let proxy = tether_tests::throttle::ThrottlingProxy::start(&w.moto.endpoint()).await?;
-    let f = w.spawn("target-sync", &w.env(&[("AWS_ENDPOINT_URL", &proxy.endpoint())])).await?;
-    let out = f.invoke(scheduled_event(), Duration::from_secs(120)).await?;
+    let f = w
+        .spawn(
+            "target-sync",
+            &w.env(&[("AWS_ENDPOINT_URL", &proxy.endpoint())]),
+        )
+        .await?;
+    let out = f
+        .invoke(scheduled_event(), Duration::from_secs(120))
+        .await?;
     let out = out.result.map_err(|e| format!("{e}\n{}", f.logs()))?;
     let counts = proxy.counts();
     assert!(counts.throttled > 0, "the bucket was exceeded: {counts:?}");

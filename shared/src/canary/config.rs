@@ -45,7 +45,10 @@ impl S3Uri {
         let bad = || {
             ConfigError::new(
                 TARGETS_URI,
-                format!("\"{}\" is not s3://<bucket>/<key>", crate::fields::shorten(text)),
+                format!(
+                    "\"{}\" is not s3://<bucket>/<key>",
+                    crate::fields::shorten(text)
+                ),
             )
         };
         let rest = text.strip_prefix("s3://").ok_or_else(bad)?;
@@ -564,9 +567,17 @@ mod tests {
     #[test]
     fn the_targets_object_is_an_s3_uri() {
         let uri = S3Uri::parse("s3://tether-config/canary/targets.json").unwrap();
-        assert_eq!((uri.bucket.as_str(), uri.key.as_str()), ("tether-config", "canary/targets.json"));
+        assert_eq!(
+            (uri.bucket.as_str(), uri.key.as_str()),
+            ("tether-config", "canary/targets.json")
+        );
         assert_eq!(uri.to_string(), "s3://tether-config/canary/targets.json");
-        for bad in ["tether-config/x", "s3://tether-config", "s3://tether-config/", "s3://Bad_B/x"] {
+        for bad in [
+            "tether-config/x",
+            "s3://tether-config",
+            "s3://tether-config/",
+            "s3://Bad_B/x",
+        ] {
             let err = S3Uri::parse(bad).unwrap_err();
             assert_eq!(err.location, TARGETS_URI);
             assert!(err.problem.contains(bad), "{err}");

@@ -169,7 +169,9 @@ pub async fn fetch_targets(sdk: &SdkConfig, uri: config::S3Uri) -> Result<String
         .key(&uri.key)
         .send()
         .await
-        .map_err(|e| crate::aws::AwsError::from_sdk("s3:GetObject", uri.to_string(), &e).to_string())?;
+        .map_err(|e| {
+            crate::aws::AwsError::from_sdk("s3:GetObject", uri.to_string(), &e).to_string()
+        })?;
     if out.content_length().unwrap_or(0) > MAX {
         return Err(format!("the object is larger than {MAX} bytes"));
     }

@@ -17,9 +17,9 @@ use serde::Serialize;
 
 use super::cert;
 use super::config::Endpoint;
+use crate::dns::RecordKind;
 use crate::dns::{DnsFailure, Lookup};
 use crate::fields::shorten;
-use crate::dns::RecordKind;
 
 /// The most body a probe reads.
 pub const BODY_LIMIT: usize = 64 * 1024;

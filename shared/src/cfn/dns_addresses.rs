@@ -15,9 +15,9 @@ use tokio::time::{Instant, sleep, timeout_at};
 use super::dispatch::Failure;
 use super::event::blank_as_absent;
 use crate::config::parse_server;
+use crate::dns::{DEFAULT_MAX_LOOKUPS, RecordKind, parse_record_types, validate_dns_name};
 use crate::dns::{Lookup, resolve};
 use crate::fields::{FieldError, Fields};
-use crate::dns::{DEFAULT_MAX_LOOKUPS, RecordKind, parse_record_types, validate_dns_name};
 
 pub const TYPE: &str = "Custom::DnsAddresses";
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);

@@ -68,7 +68,10 @@ impl Props {
 
 /// `Environment`: an object of strings (CloudFormation passes every scalar
 /// as a string).
-fn environment(location: &str, value: Option<&Value>) -> Result<HashMap<String, String>, FieldError> {
+fn environment(
+    location: &str,
+    value: Option<&Value>,
+) -> Result<HashMap<String, String>, FieldError> {
     let Some(Value::Object(map)) = value else {
         return Err(FieldError::new(
             location,
@@ -192,8 +195,15 @@ pub async fn apply(
         return Err(Failure(why));
     }
     let registered: usize = report.mappings.iter().map(|m| m.registered.len()).sum();
-    info!(mappings = report.mappings.len(), registered, "first sync done");
-    let notes: Vec<String> = report.mappings.iter().filter_map(|m| m.note.clone()).collect();
+    info!(
+        mappings = report.mappings.len(),
+        registered, "first sync done"
+    );
+    let notes: Vec<String> = report
+        .mappings
+        .iter()
+        .filter_map(|m| m.note.clone())
+        .collect();
     let data = [
         ("Synced", report.mappings.len().to_string()),
         ("Registered", registered.to_string()),
@@ -267,8 +277,10 @@ mod tests {
 
     #[test]
     fn the_environment_of_the_function() {
-        let p = props(json!({"STATE_BUCKET": "tether-state", "STATE_PREFIX": "sync/",
-            "TAG_PREFIX": "stg:", "DNS_SERVERS": "", "CW_METRIC_FLAG_IP_COUNT": "true"}))
+        let p = props(
+            json!({"STATE_BUCKET": "tether-state", "STATE_PREFIX": "sync/",
+            "TAG_PREFIX": "stg:", "DNS_SERVERS": "", "CW_METRIC_FLAG_IP_COUNT": "true"}),
+        )
         .unwrap();
         assert_eq!(p.config.tag_prefix.as_deref(), Some("stg:"));
         assert_eq!(p.config.state.prefix, "sync/");
@@ -279,7 +291,11 @@ mod tests {
     #[test]
     fn bad_properties_name_the_variable_and_the_value() {
         for (env, location, needle) in [
-            (json!({}), "ResourceProperties.Environment.STATE_BUCKET", "not set"),
+            (
+                json!({}),
+                "ResourceProperties.Environment.STATE_BUCKET",
+                "not set",
+            ),
             (
                 json!({"STATE_BUCKET": "b1b", "TAG_PREFIX": "aws:x"}),
                 "ResourceProperties.Environment.TAG_PREFIX",
@@ -299,7 +315,10 @@ mod tests {
         ] {
             let err = props(env).unwrap_err();
             assert_eq!(err.location, location, "{err}");
-            assert!(err.problem.contains(needle), "{err} should mention {needle}");
+            assert!(
+                err.problem.contains(needle),
+                "{err} should mention {needle}"
+            );
         }
         let err = Props::read(&json!({"Environment": {"STATE_BUCKET": "b1b"}, "Mappings": "x"}))
             .unwrap_err();

@@ -18,7 +18,9 @@ use crate::config::{
 use crate::dns::{DEFAULT_MAX_LOOKUPS, validate_dns_name};
 use crate::fields::{json_array, shorten};
 
-use super::mapping::{DEFAULT_DEREGISTER_AFTER, Mapping, Ownership, Settings, Source, TargetGroupArn};
+use super::mapping::{
+    DEFAULT_DEREGISTER_AFTER, Mapping, Ownership, Settings, Source, TargetGroupArn,
+};
 
 pub const DEFAULT_TAG_PREFIX: &str = "tether:";
 
@@ -222,9 +224,9 @@ pub fn assign_foreign_ports(mappings: &mut [Mapping]) -> Result<(), ConfigError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::net::SocketAddr;
     use std::time::Duration;
-    use std::collections::HashMap;
 
     const ARN: &str =
         "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg-a/50dc6c495c0c9188";
@@ -473,8 +475,12 @@ mod tests {
         let ok = format!(r#"[{{"load_balancer":"orders","target_group_arn":"{ARN}","port":80}}]"#);
         let c = config(&[("STATE_BUCKET", "b1b"), ("TARGETS", &ok)]).unwrap();
         assert_eq!(c.tag_prefix, None);
-        let c = config(&[("STATE_BUCKET", "b1b"), ("TARGETS", &ok), ("TAG_DISCOVERY", "true")])
-            .unwrap();
+        let c = config(&[
+            ("STATE_BUCKET", "b1b"),
+            ("TARGETS", &ok),
+            ("TAG_DISCOVERY", "true"),
+        ])
+        .unwrap();
         assert_eq!(c.tag_prefix.as_deref(), Some("tether:"));
         assert_eq!(c.mappings[0].source.to_string(), "alb:orders");
     }

@@ -249,13 +249,17 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         }
         futures_util::stream::iter(distinct)
             .map(|(key, m)| async move {
-                let observed = match timeout_at(deadline, observe(&self.dns, &self.interfaces, m)).await {
-                    Ok(observed) => observed,
-                    Err(_) => Observed::failed(
-                        Some("Timeout".into()),
-                        format!("{} did not answer in time (half of the run's time)", m.source),
-                    ),
-                };
+                let observed =
+                    match timeout_at(deadline, observe(&self.dns, &self.interfaces, m)).await {
+                        Ok(observed) => observed,
+                        Err(_) => Observed::failed(
+                            Some("Timeout".into()),
+                            format!(
+                                "{} did not answer in time (half of the run's time)",
+                                m.source
+                            ),
+                        ),
+                    };
                 (key, observed)
             })
             .buffer_unordered(CONCURRENT_SOURCES)
@@ -351,16 +355,23 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                         match self.store.save(key, intent, &l.version).await {
                             Ok(version) => version,
                             Err(SaveError::Conflict { .. }) if attempt == 1 => {
-                                warn!(key, "state changed under this run: re-reading and re-planning");
+                                warn!(
+                                    key,
+                                    "state changed under this run: re-reading and re-planning"
+                                );
                                 break;
                             }
                             Err(SaveError::Conflict { key }) => {
                                 return Err(MappingError::new(
                                     ErrorKind::StateConflict,
-                                    format!("state object {key} kept changing under this run; the next run takes over"),
+                                    format!(
+                                        "state object {key} kept changing under this run; the next run takes over"
+                                    ),
                                 ));
                             }
-                            Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
+                            Err(SaveError::Aws(e)) => {
+                                return Err(MappingError::aws(ErrorKind::S3, &e));
+                            }
                         }
                     }
                     _ => l.version.clone(),
@@ -397,7 +408,10 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                 match self.store.save(key, state, version).await {
                     Ok(_) => {}
                     Err(SaveError::Conflict { key }) => {
-                        warn!(key, "another run wrote the state after this run's changes; the next run reconciles");
+                        warn!(
+                            key,
+                            "another run wrote the state after this run's changes; the next run reconciles"
+                        );
                     }
                     Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
                 }
@@ -419,7 +433,10 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
             let loaded = self.store.load(key).await;
             // A dry run starts from the real state the first time.
             match loaded {
-                Ok(Loaded { prior: Prior::Fresh, .. }) if self.config.dry_run => {
+                Ok(Loaded {
+                    prior: Prior::Fresh,
+                    ..
+                }) if self.config.dry_run => {
                     let real = state_key(&self.config.state.prefix, m, false);
                     self.store.load(&real).await.map(|l| Loaded {
                         version: Version::Absent,
@@ -493,10 +510,10 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                 continue;
             };
             let reset = reset_only(&state, seen, m.port);
-            if reset != state {
-                if let Err(e) = self.store.save(key, &reset, &version).await {
-                    warn!(key, error = %e, "could not keep the countdown resets");
-                }
+            if reset != state
+                && let Err(e) = self.store.save(key, &reset, &version).await
+            {
+                warn!(key, error = %e, "could not keep the countdown resets");
             }
         }
     }

@@ -16,8 +16,10 @@ use crate::sync::groups::{GroupInfo, Target};
 use crate::sync::mapping::AlbRef;
 use crate::sync::state::SyncState;
 
-const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/50dc6c495c0c9188";
-const TG2: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg2/60dc6c495c0c9188";
+const TG: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/50dc6c495c0c9188";
+const TG2: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg2/60dc6c495c0c9188";
 
 #[derive(Default)]
 struct Dns {
@@ -52,7 +54,11 @@ impl Interfaces for Nics {
     }
 
     async fn vpce_addresses(&self, id: &str) -> Result<BTreeSet<IpAddr>, AwsError> {
-        Err(AwsError::new("ec2:DescribeVpcEndpoints", id, "no such VPC endpoint"))
+        Err(AwsError::new(
+            "ec2:DescribeVpcEndpoints",
+            id,
+            "no such VPC endpoint",
+        ))
     }
 }
 
@@ -120,10 +126,15 @@ impl TargetGroups for Groups {
     async fn tags(
         &self,
         arns: &[TargetGroupArn],
-    ) -> Result<Vec<(TargetGroupArn, Vec<(String, String)>)>, AwsError> {
+    ) -> Result<Vec<crate::sync::groups::Tagged>, AwsError> {
         Ok(arns
             .iter()
-            .map(|a| (a.clone(), self.tags.get(a.as_str()).cloned().unwrap_or_default()))
+            .map(|a| {
+                (
+                    a.clone(),
+                    self.tags.get(a.as_str()).cloned().unwrap_or_default(),
+                )
+            })
             .collect())
     }
 
@@ -172,7 +183,9 @@ struct Store {
 impl Store {
     fn state(&self, key: &str) -> Option<SyncState> {
         let objects = self.objects.lock().expect("lock");
-        objects.get(key).and_then(|(b, _)| SyncState::decode(b).ok())
+        objects
+            .get(key)
+            .and_then(|(b, _)| SyncState::decode(b).ok())
     }
 
     fn put(&self, key: &str, bytes: Vec<u8>) {
@@ -225,7 +238,9 @@ impl StateStore for Store {
             Version::ETag(e) => current.map(|v| v.to_string()).as_ref() == Some(e),
         };
         if !ok {
-            return Err(SaveError::Conflict { key: key.to_owned() });
+            return Err(SaveError::Conflict {
+                key: key.to_owned(),
+            });
         }
         let next = current.unwrap_or(0) + 1;
         objects.insert(key.to_owned(), (state.encode(), next));
@@ -315,7 +330,12 @@ fn dns(pairs: &[(&str, &[&str])]) -> Dns {
     Dns {
         answers: pairs
             .iter()
-            .map(|(n, a)| (n.to_string(), a.iter().map(|x| x.parse().expect("ip")).collect()))
+            .map(|(n, a)| {
+                (
+                    n.to_string(),
+                    a.iter().map(|x| x.parse().expect("ip")).collect(),
+                )
+            })
             .collect(),
         ..Dns::default()
     }
@@ -328,15 +348,30 @@ fn soon() -> Instant {
 fn tags(groups: &mut Groups, arn: &str, pairs: &[(&str, &str)]) {
     groups.tags.insert(
         arn.to_owned(),
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     );
 }
 
 #[tokio::test]
 async fn a_tagged_group_is_synced_and_an_untagged_one_is_left_alone() {
     let mut groups = Groups::with(&[(TG, &["10.0.0.9:80"]), (TG2, &["10.0.0.8:80"])]);
-    tags(&mut groups, TG, &[("tether:source", "dns:a.example.com"), ("tether:deregister-after", "1")]);
-    let e = engine(config(None), dns(&[("a.example.com", &["10.0.0.1"])]), Nics::default(), groups);
+    tags(
+        &mut groups,
+        TG,
+        &[
+            ("tether:source", "dns:a.example.com"),
+            ("tether:deregister-after", "1"),
+        ],
+    );
+    let e = engine(
+        config(None),
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        groups,
+    );
     let report = e.run(soon()).await;
     assert_eq!(report.failures(), Vec::<String>::new());
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80"]);
@@ -347,15 +382,30 @@ async fn a_tagged_group_is_synced_and_an_untagged_one_is_left_alone() {
 #[tokio::test]
 async fn a_bad_tag_fails_its_group_only() {
     let mut groups = Groups::with(&[(TG, &[]), (TG2, &[])]);
-    tags(&mut groups, TG, &[("tether:source", "dns:a.example.com"), ("tether:port", "http")]);
+    tags(
+        &mut groups,
+        TG,
+        &[
+            ("tether:source", "dns:a.example.com"),
+            ("tether:port", "http"),
+        ],
+    );
     tags(&mut groups, TG2, &[("tether:source", "dns:a.example.com")]);
-    let e = engine(config(None), dns(&[("a.example.com", &["10.0.0.1"])]), Nics::default(), groups);
+    let e = engine(
+        config(None),
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        groups,
+    );
     let report = e.run(soon()).await;
     assert_eq!(e.elb.now(TG2), ["10.0.0.1:80"]);
     assert!(e.elb.now(TG).is_empty());
     let failures = report.failures();
     assert_eq!(failures.len(), 1, "{failures:?}");
-    assert!(failures[0].contains(&format!("{TG} tag tether:port")), "{failures:?}");
+    assert!(
+        failures[0].contains(&format!("{TG} tag tether:port")),
+        "{failures:?}"
+    );
     assert!(failures[0].contains("http"), "{failures:?}");
     assert_eq!(e.metrics.value("FailedMappings"), [1.0]);
 }
@@ -363,24 +413,45 @@ async fn a_bad_tag_fails_its_group_only() {
 #[tokio::test]
 async fn an_exact_source_counts_down_and_a_failed_listing_changes_nothing() {
     let mut groups = Groups::with(&[(TG, &["10.0.0.1:80", "10.0.0.2:80"])]);
-    tags(&mut groups, TG, &[("tether:source", "alb:orders"), ("tether:deregister-after", "2"),
-        ("tether:max-deregister-percent", "100")]);
+    tags(
+        &mut groups,
+        TG,
+        &[
+            ("tether:source", "alb:orders"),
+            ("tether:deregister-after", "2"),
+            ("tether:max-deregister-percent", "100"),
+        ],
+    );
     let mut nics = Nics::default();
-    nics.albs.insert("orders".into(), Ok(BTreeSet::from([IpAddr::from([10, 0, 0, 1])])));
+    nics.albs.insert(
+        "orders".into(),
+        Ok(BTreeSet::from([IpAddr::from([10, 0, 0, 1])])),
+    );
     let mut e = engine(config(None), Dns::default(), nics, groups);
     e.run(soon()).await;
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80", "10.0.0.2:80"], "one absence");
     // A failed listing: no countdown advances, nothing is removed, it fails.
-    e.interfaces.albs.insert("orders".into(), Err(throttled("ec2:DescribeNetworkInterfaces")));
+    e.interfaces.albs.insert(
+        "orders".into(),
+        Err(throttled("ec2:DescribeNetworkInterfaces")),
+    );
     let report = e.run(soon()).await;
-    let error = report.mappings[0].error.clone().expect("failed listing fails the mapping");
+    let error = report.mappings[0]
+        .error
+        .clone()
+        .expect("failed listing fails the mapping");
     assert_eq!(error.code.as_deref(), Some("Throttling"));
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80", "10.0.0.2:80"]);
     // An empty listing is a failure too, not "every node is gone".
-    e.interfaces.albs.insert("orders".into(), Ok(BTreeSet::new()));
+    e.interfaces
+        .albs
+        .insert("orders".into(), Ok(BTreeSet::new()));
     assert!(e.run(soon()).await.mappings[0].error.is_some());
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80", "10.0.0.2:80"]);
-    e.interfaces.albs.insert("orders".into(), Ok(BTreeSet::from([IpAddr::from([10, 0, 0, 1])])));
+    e.interfaces.albs.insert(
+        "orders".into(),
+        Ok(BTreeSet::from([IpAddr::from([10, 0, 0, 1])])),
+    );
     e.run(soon()).await;
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80"], "second absence");
 }
@@ -396,7 +467,10 @@ async fn two_mappings_on_one_group_read_it_once_and_share_the_guard() {
     let groups = Groups::with(&[(TG, &[])]);
     let mut e = engine(
         config(Some(targets)),
-        dns(&[("a.example.com", &["10.0.0.1", "10.0.0.2"]), ("b.example.com", &["10.0.0.3", "10.0.0.4"])]),
+        dns(&[
+            ("a.example.com", &["10.0.0.1", "10.0.0.2"]),
+            ("b.example.com", &["10.0.0.3", "10.0.0.4"]),
+        ]),
         Nics::default(),
         groups,
     );
@@ -404,7 +478,10 @@ async fn two_mappings_on_one_group_read_it_once_and_share_the_guard() {
     assert_eq!(e.elb.now(TG).len(), 4);
     // Both names lose both addresses: four stale, 50% of six after
     // registering two new ones is three, for the group as a whole.
-    e.dns = dns(&[("a.example.com", &["10.0.0.5"]), ("b.example.com", &["10.0.0.6"])]);
+    e.dns = dns(&[
+        ("a.example.com", &["10.0.0.5"]),
+        ("b.example.com", &["10.0.0.6"]),
+    ]);
     let report = e.run(soon()).await;
     let deregistered: usize = report.mappings.iter().map(|m| m.deregistered.len()).sum();
     let held: usize = report.mappings.iter().map(|m| m.held_back.len()).sum();
@@ -415,17 +492,31 @@ async fn two_mappings_on_one_group_read_it_once_and_share_the_guard() {
 
 #[tokio::test]
 async fn a_conflict_is_re_planned_once_then_the_mapping_gives_up() {
-    let targets = serde_json::json!([{"dns_name": "a.example.com", "target_group_arn": TG, "port": 80}]);
-    let e = engine(config(Some(targets.clone())), dns(&[("a.example.com", &["10.0.0.1"])]), Nics::default(), Groups::with(&[(TG, &[])]));
+    let targets =
+        serde_json::json!([{"dns_name": "a.example.com", "target_group_arn": TG, "port": 80}]);
+    let e = engine(
+        config(Some(targets.clone())),
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        Groups::with(&[(TG, &[])]),
+    );
     e.store.races.store(1, Ordering::SeqCst);
     let report = e.run(soon()).await;
     assert_eq!(report.mappings[0].error, None);
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80"]);
     let key = state_key("target-sync/", &e.config.mappings[0], false);
     let state = e.store.state(&key).expect("state written");
-    assert!(state.seen.contains(&IpAddr::from([10, 9, 9, 9])) || state.seen.contains(&IpAddr::from([10, 0, 0, 1])));
+    assert!(
+        state.seen.contains(&IpAddr::from([10, 9, 9, 9]))
+            || state.seen.contains(&IpAddr::from([10, 0, 0, 1]))
+    );
 
-    let e = engine(config(Some(targets)), dns(&[("a.example.com", &["10.0.0.1"])]), Nics::default(), Groups::with(&[(TG, &[])]));
+    let e = engine(
+        config(Some(targets)),
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        Groups::with(&[(TG, &[])]),
+    );
     e.store.races.store(usize::MAX, Ordering::SeqCst);
     let report = e.run(soon()).await;
     let error = report.mappings[0].error.clone().expect("gave up");
@@ -435,10 +526,16 @@ async fn a_conflict_is_re_planned_once_then_the_mapping_gives_up() {
 
 #[tokio::test]
 async fn a_failed_describe_still_keeps_the_countdown_resets() {
-    let targets = serde_json::json!([{"dns_name": "a.example.com", "target_group_arn": TG, "port": 80}]);
+    let targets =
+        serde_json::json!([{"dns_name": "a.example.com", "target_group_arn": TG, "port": 80}]);
     let mut groups = Groups::with(&[(TG, &["10.0.0.1:80"])]);
     groups.broken.insert(TG.into());
-    let e = engine(config(Some(targets)), dns(&[("a.example.com", &["10.0.0.1"])]), Nics::default(), groups);
+    let e = engine(
+        config(Some(targets)),
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        groups,
+    );
     let key = state_key("target-sync/", &e.config.mappings[0], false);
     let before = SyncState {
         pending: BTreeMap::from([("10.0.0.1:80".parse().expect("sa"), 2)]),
@@ -446,14 +543,26 @@ async fn a_failed_describe_still_keeps_the_countdown_resets() {
     };
     e.store.put(&key, before.encode());
     let report = e.run(soon()).await;
-    assert_eq!(report.mappings[0].error.as_ref().map(|e| e.kind), Some(ErrorKind::Elb));
-    assert!(e.store.state(&key).expect("state").pending.is_empty(), "the listed address was reset");
+    assert_eq!(
+        report.mappings[0].error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Elb)
+    );
+    assert!(
+        e.store.state(&key).expect("state").pending.is_empty(),
+        "the listed address was reset"
+    );
 }
 
 #[tokio::test]
 async fn a_newer_state_object_is_refused_and_never_overwritten() {
-    let targets = serde_json::json!([{"dns_name": "a.example.com", "target_group_arn": TG, "port": 80}]);
-    let e = engine(config(Some(targets)), dns(&[("a.example.com", &["10.0.0.1"])]), Nics::default(), Groups::with(&[(TG, &["10.0.0.9:80"])]));
+    let targets =
+        serde_json::json!([{"dns_name": "a.example.com", "target_group_arn": TG, "port": 80}]);
+    let e = engine(
+        config(Some(targets)),
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        Groups::with(&[(TG, &["10.0.0.9:80"])]),
+    );
     let key = state_key("target-sync/", &e.config.mappings[0], false);
     let newer = br#"{"schema_version":7,"future":true}"#.to_vec();
     e.store.put(&key, newer.clone());
@@ -473,11 +582,27 @@ async fn one_slow_name_fails_alone() {
     ]);
     let mut d = dns(&[("a.example.com", &["10.0.0.1"])]);
     d.hang.insert("slow.example.com".into());
-    let e = engine(config(Some(targets)), d, Nics::default(), Groups::with(&[(TG, &[]), (TG2, &[])]));
+    let e = engine(
+        config(Some(targets)),
+        d,
+        Nics::default(),
+        Groups::with(&[(TG, &[]), (TG2, &[])]),
+    );
     let report = e.run(Instant::now() + Duration::from_millis(400)).await;
-    let slow = report.mappings.iter().find(|m| m.target_group_arn.as_str() == TG).expect("slow");
-    assert_eq!(slow.error.as_ref().and_then(|e| e.code.as_deref()), Some("Timeout"));
-    let fast = report.mappings.iter().find(|m| m.target_group_arn.as_str() == TG2).expect("fast");
+    let slow = report
+        .mappings
+        .iter()
+        .find(|m| m.target_group_arn.as_str() == TG)
+        .expect("slow");
+    assert_eq!(
+        slow.error.as_ref().and_then(|e| e.code.as_deref()),
+        Some("Timeout")
+    );
+    let fast = report
+        .mappings
+        .iter()
+        .find(|m| m.target_group_arn.as_str() == TG2)
+        .expect("fast");
     assert_eq!(fast.error, None);
     assert_eq!(e.elb.now(TG2), ["10.0.0.1:80"]);
 }
@@ -488,14 +613,28 @@ async fn a_dry_run_shows_what_a_run_would_do_and_claims_no_change() {
         "deregister_after": 2, "max_deregister_percent": 100}]);
     let mut c = config(Some(targets));
     c.dry_run = true;
-    let e = engine(c, dns(&[("a.example.com", &["10.0.0.1"])]), Nics::default(), Groups::with(&[(TG, &["10.0.0.9:80"])]));
+    let e = engine(
+        c,
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        Groups::with(&[(TG, &["10.0.0.9:80"])]),
+    );
     let first = e.run(soon()).await;
-    assert_eq!(first.mappings[0].registered, ["10.0.0.1:80".parse::<SocketAddr>().expect("sa")]);
+    assert_eq!(
+        first.mappings[0].registered,
+        ["10.0.0.1:80".parse::<SocketAddr>().expect("sa")]
+    );
     let second = e.run(soon()).await;
-    assert_eq!(second.mappings[0].deregistered, ["10.0.0.9:80".parse::<SocketAddr>().expect("sa")]);
+    assert_eq!(
+        second.mappings[0].deregistered,
+        ["10.0.0.9:80".parse::<SocketAddr>().expect("sa")]
+    );
     assert_eq!(e.elb.now(TG), ["10.0.0.9:80"], "a dry run changes nothing");
     assert!(e.metrics.value("Registrations").is_empty());
     assert!(e.metrics.value("Deregistrations").is_empty());
     let real = state_key("target-sync/", &e.config.mappings[0], false);
-    assert!(e.store.state(&real).is_none(), "the real state is not written");
+    assert!(
+        e.store.state(&real).is_none(),
+        "the real state is not written"
+    );
 }

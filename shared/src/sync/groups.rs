@@ -40,6 +40,9 @@ pub struct GroupInfo {
     pub ipv6: bool,
 }
 
+/// A group's tags, as `(key, value)` pairs.
+pub type Tagged = (TargetGroupArn, Vec<(String, String)>);
+
 pub trait TargetGroups: Send + Sync {
     /// Every target group of the account and region (all pages).
     fn list(&self) -> impl Future<Output = Result<Vec<GroupInfo>, AwsError>> + Send;
@@ -48,7 +51,7 @@ pub trait TargetGroups: Send + Sync {
     fn tags(
         &self,
         arns: &[TargetGroupArn],
-    ) -> impl Future<Output = Result<Vec<(TargetGroupArn, Vec<(String, String)>)>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Tagged>, AwsError>> + Send;
 
     /// Every target of the group, draining ones included (marked).
     fn describe(
@@ -111,7 +114,9 @@ impl TargetGroups for Elb {
                 .map_err(|e| AwsError::from_sdk(OP, "*", &e))?;
             for g in page.target_groups() {
                 let text = g.target_group_arn().unwrap_or_default();
-                let arn = text.parse().map_err(|e: String| AwsError::new(OP, "*", e))?;
+                let arn = text
+                    .parse()
+                    .map_err(|e: String| AwsError::new(OP, "*", e))?;
                 groups.push(GroupInfo {
                     arn,
                     ip_targets: g.target_type() == Some(&TargetTypeEnum::Ip),
@@ -126,10 +131,7 @@ impl TargetGroups for Elb {
         }
     }
 
-    async fn tags(
-        &self,
-        arns: &[TargetGroupArn],
-    ) -> Result<Vec<(TargetGroupArn, Vec<(String, String)>)>, AwsError> {
+    async fn tags(&self, arns: &[TargetGroupArn]) -> Result<Vec<Tagged>, AwsError> {
         const OP: &str = "elasticloadbalancing:DescribeTags";
         let mut all = Vec::with_capacity(arns.len());
         for chunk in arns.chunks(TAGS_PER_CALL) {
@@ -139,7 +141,9 @@ impl TargetGroups for Elb {
                 .set_resource_arns(Some(chunk.iter().map(|a| a.as_str().to_owned()).collect()))
                 .send()
                 .await
-                .map_err(|e| AwsError::from_sdk(OP, format!("{} target groups", chunk.len()), &e))?;
+                .map_err(|e| {
+                    AwsError::from_sdk(OP, format!("{} target groups", chunk.len()), &e)
+                })?;
             for description in out.tag_descriptions() {
                 let Some(arn) = chunk
                     .iter()

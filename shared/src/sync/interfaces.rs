@@ -56,9 +56,10 @@ impl Ec2Interfaces {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(OP, &alb.name, &e))?;
-        let lb = out.load_balancers().first().ok_or_else(|| {
-            AwsError::new(OP, &alb.name, "no load balancer of that name")
-        })?;
+        let lb = out
+            .load_balancers()
+            .first()
+            .ok_or_else(|| AwsError::new(OP, &alb.name, "no load balancer of that name"))?;
         if lb.r#type() != Some(&LoadBalancerTypeEnum::Application) {
             return Err(AwsError::new(
                 OP,

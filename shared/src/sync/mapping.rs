@@ -356,7 +356,10 @@ impl Mapping {
                 let names: Vec<&str> = several.iter().map(|(n, _)| *n).collect();
                 return Err(FieldError::new(
                     location,
-                    format!("sets {}: a mapping has exactly one source", names.join(" and ")),
+                    format!(
+                        "sets {}: a mapping has exactly one source",
+                        names.join(" and ")
+                    ),
                 ));
             }
         };
@@ -431,7 +434,10 @@ mod tests {
     #[test]
     fn sources_parse_and_display_canonically() {
         let cases = [
-            ("dns:Internal-ALB.example.com.", "dns:internal-alb.example.com"),
+            (
+                "dns:Internal-ALB.example.com.",
+                "dns:internal-alb.example.com",
+            ),
             ("alb:orders", "alb:orders"),
             (&format!("alb:{ALB_ARN}"), "alb:orders"),
             ("vpce:vpce-0123456789abcdef0", "vpce:vpce-0123456789abcdef0"),

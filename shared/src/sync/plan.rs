@@ -136,7 +136,10 @@ pub fn plan_group(targets: &[Target], inputs: &[Input<'_>]) -> GroupPlan {
             .difference(&wanted_by_any)
             .filter(|t| manages(t))
             .filter_map(|t| {
-                let before = previous.and_then(|s| s.pending.get(t)).copied().unwrap_or(0);
+                let before = previous
+                    .and_then(|s| s.pending.get(t))
+                    .copied()
+                    .unwrap_or(0);
                 let step = u32::from(counts && !doubtful_ports.contains(&t.port()));
                 let count = before.saturating_add(step);
                 (count > 0).then_some((*t, count))
@@ -146,7 +149,9 @@ pub fn plan_group(targets: &[Target], inputs: &[Input<'_>]) -> GroupPlan {
             due.extend(
                 pending
                     .iter()
-                    .filter(|(t, n)| **n >= m.deregister_after && !doubtful_ports.contains(&t.port()))
+                    .filter(|(t, n)| {
+                        **n >= m.deregister_after && !doubtful_ports.contains(&t.port())
+                    })
                     .map(|(t, n)| (*n, *t, index)),
             );
         }
@@ -242,7 +247,12 @@ mod tests {
             max_deregister_percent: percent,
             ..Settings::default()
         };
-        Mapping::new(Source::Dns(name.into()), ARN.parse().unwrap(), port, settings)
+        Mapping::new(
+            Source::Dns(name.into()),
+            ARN.parse().unwrap(),
+            port,
+            settings,
+        )
     }
 
     fn ip(n: u8) -> IpAddr {
@@ -268,8 +278,20 @@ mod tests {
         Resolution::Complete(ns.iter().map(|n| ip(*n)).collect())
     }
 
-    fn one(m: &Mapping, r: &Resolution, targets: &[Target], prior: &Prior) -> (MappingPlan, GroupPlan) {
-        let g = plan_group(targets, &[Input { mapping: m, resolution: r, prior }]);
+    fn one(
+        m: &Mapping,
+        r: &Resolution,
+        targets: &[Target],
+        prior: &Prior,
+    ) -> (MappingPlan, GroupPlan) {
+        let g = plan_group(
+            targets,
+            &[Input {
+                mapping: m,
+                resolution: r,
+                prior,
+            }],
+        );
         (g.mappings[0].clone(), g)
     }
 
@@ -293,13 +315,23 @@ mod tests {
         let mut state = [Prior::Fresh];
         for run in 1..=3 {
             let r = complete(&[2, 3]);
-            let g = plan_group(&group, &[Input { mapping: &m, resolution: &r, prior: &state[0] }]);
+            let g = plan_group(
+                &group,
+                &[Input {
+                    mapping: &m,
+                    resolution: &r,
+                    prior: &state[0],
+                }],
+            );
             if run == 1 {
                 assert_eq!(g.mappings[0].register, [sa(3, 80)]);
             }
             if run < 3 {
                 assert!(g.deregister.is_empty());
-                assert_eq!(g.mappings[0].intent.as_ref().unwrap().pending[&sa(1, 80)], run);
+                assert_eq!(
+                    g.mappings[0].intent.as_ref().unwrap().pending[&sa(1, 80)],
+                    run
+                );
             } else {
                 assert_eq!(g.mappings[0].deregister, [sa(1, 80)]);
                 assert_eq!(g.registered_after, 2);
@@ -333,7 +365,10 @@ mod tests {
     fn lost_state_adopts_what_the_source_lists() {
         let m = mapping("a", 80, Ownership::Tracked, 1, 100);
         let targets = reg(&[sa(1, 80), sa(2, 80)]);
-        for prior in [Prior::Fresh, Prior::Corrupt(StateError::Invalid("x".into()))] {
+        for prior in [
+            Prior::Fresh,
+            Prior::Corrupt(StateError::Invalid("x".into())),
+        ] {
             let (p, g) = one(&m, &complete(&[1, 3]), &targets, &prior);
             assert!(g.deregister.is_empty());
             let state = p.state.unwrap();
@@ -356,8 +391,16 @@ mod tests {
         let g = plan_group(
             &targets,
             &[
-                Input { mapping: &a, resolution: &r1, prior: &refused },
-                Input { mapping: &b, resolution: &r2, prior: &owned },
+                Input {
+                    mapping: &a,
+                    resolution: &r1,
+                    prior: &refused,
+                },
+                Input {
+                    mapping: &b,
+                    resolution: &r2,
+                    prior: &owned,
+                },
             ],
         );
         assert_eq!(g.mappings[0], MappingPlan::default());
@@ -386,8 +429,16 @@ mod tests {
         let g = plan_group(
             &targets,
             &[
-                Input { mapping: &a, resolution: &ra, prior: &Prior::Fresh },
-                Input { mapping: &b, resolution: &rb, prior: &Prior::Fresh },
+                Input {
+                    mapping: &a,
+                    resolution: &ra,
+                    prior: &Prior::Fresh,
+                },
+                Input {
+                    mapping: &b,
+                    resolution: &rb,
+                    prior: &Prior::Fresh,
+                },
             ],
         );
         // 6 targets after registering two: 50% is 3.
@@ -409,12 +460,24 @@ mod tests {
         let g = plan_group(
             &targets,
             &[
-                Input { mapping: &a, resolution: &ra, prior: &prior },
-                Input { mapping: &b, resolution: &rb, prior: &prior },
+                Input {
+                    mapping: &a,
+                    resolution: &ra,
+                    prior: &prior,
+                },
+                Input {
+                    mapping: &b,
+                    resolution: &rb,
+                    prior: &prior,
+                },
             ],
         );
         assert!(g.deregister.is_empty());
-        assert!(g.mappings.iter().all(|p| p.state.as_ref().unwrap().pending.is_empty()));
+        assert!(
+            g.mappings
+                .iter()
+                .all(|p| p.state.as_ref().unwrap().pending.is_empty())
+        );
     }
 
     #[test]
@@ -511,7 +574,11 @@ mod tests {
         ms.iter()
             .zip(rs)
             .zip(ps)
-            .map(|((mapping, resolution), prior)| Input { mapping, resolution, prior })
+            .map(|((mapping, resolution), prior)| Input {
+                mapping,
+                resolution,
+                prior,
+            })
             .collect()
     }
 

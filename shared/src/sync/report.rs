@@ -95,7 +95,13 @@ impl MappingReport {
             error: None,
         };
         if let Some(o) = observed {
-            report.resolved = o.resolution.addrs().into_iter().flatten().copied().collect();
+            report.resolved = o
+                .resolution
+                .addrs()
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
             report.saturated = o.saturated;
             if o.saturated {
                 report.note = Some(super::source::saturation_note(m));

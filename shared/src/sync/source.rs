@@ -68,7 +68,11 @@ impl Observed {
 pub type ObserveKey = (Source, Vec<crate::dns::RecordKind>, u32);
 
 pub fn observe_key(m: &Mapping) -> ObserveKey {
-    let lookups = if m.source.is_exact() { 0 } else { m.max_lookups };
+    let lookups = if m.source.is_exact() {
+        0
+    } else {
+        m.max_lookups
+    };
     (m.source.clone(), m.record_types.clone(), lookups)
 }
 

@@ -79,12 +79,12 @@ impl SyncState {
             });
         }
         // The version first: a newer layout is not this build's to judge.
-        if let Ok(VersionOnly { schema_version }) = serde_json::from_slice(bytes) {
-            if schema_version > SCHEMA_VERSION {
-                return Err(StateError::Newer {
-                    found: schema_version,
-                });
-            }
+        if let Ok(VersionOnly { schema_version }) = serde_json::from_slice(bytes)
+            && schema_version > SCHEMA_VERSION
+        {
+            return Err(StateError::Newer {
+                found: schema_version,
+            });
         }
         let state: SyncState =
             serde_json::from_slice(bytes).map_err(|e| StateError::Invalid(e.to_string()))?;

@@ -6,8 +6,8 @@ use std::future::Future;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::aws::AwsError;
 use super::state::{MAX_STATE_BYTES, Prior, StateError, SyncState};
+use crate::aws::AwsError;
 
 /// The version of a state object a run read, for the conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]

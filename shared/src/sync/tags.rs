@@ -114,7 +114,12 @@ pub fn mapping_from_tags(
             ));
         };
         let value = if *field == "record_types" {
-            Value::from(value.split([' ', ',']).filter(|s| !s.is_empty()).collect::<Vec<_>>())
+            Value::from(
+                value
+                    .split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>(),
+            )
         } else {
             Value::from(*value)
         };
@@ -169,9 +174,15 @@ mod tests {
     #[test]
     fn a_group_without_the_source_tag_is_not_synced() {
         let t = tags(&[("Name", "orders"), ("tether:port", "80")]);
-        assert_eq!(mapping_from_tags(&group(Some(80), false), &t, "tether:"), Ok(None));
+        assert_eq!(
+            mapping_from_tags(&group(Some(80), false), &t, "tether:"),
+            Ok(None)
+        );
         let t = tags(&[("other:source", "dns:a.example.com")]);
-        assert_eq!(mapping_from_tags(&group(Some(80), false), &t, "tether:"), Ok(None));
+        assert_eq!(
+            mapping_from_tags(&group(Some(80), false), &t, "tether:"),
+            Ok(None)
+        );
     }
 
     #[test]

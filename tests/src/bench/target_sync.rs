@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Section, median_max, ms};
-use crate::lambda::{FunctionProcess, function_binary};
 use crate::aws::tag;
+use crate::lambda::{FunctionProcess, function_binary};
 use crate::moto::BoxError;
 use crate::throttle::{REFILL_PER_SECOND, ThrottlingProxy};
 use crate::world::{World, scheduled_event};
@@ -205,7 +205,11 @@ async fn fleet() -> Result<Section, BoxError> {
         let (a, b) = (i / 250, i % 250);
         w.answer(
             &name,
-            &[&format!("10.1.{a}.{b}"), &format!("10.2.{a}.{b}"), &format!("10.3.{a}.{b}")],
+            &[
+                &format!("10.1.{a}.{b}"),
+                &format!("10.2.{a}.{b}"),
+                &format!("10.3.{a}.{b}"),
+            ],
         );
     }
     let proxy = ThrottlingProxy::start(&w.moto.endpoint()).await?;
@@ -223,7 +227,10 @@ async fn fleet() -> Result<Section, BoxError> {
              mapping, under 1.2 x the floor."
         ),
     );
-    for run in ["first invocation (registers 900 targets)", "steady-state invocation"] {
+    for run in [
+        "first invocation (registers 900 targets)",
+        "steady-state invocation",
+    ] {
         proxy.reset();
         let inv = f.invoke(scheduled_event(), timeout).await?;
         let counts = proxy.counts();
@@ -253,7 +260,8 @@ async fn fleet() -> Result<Section, BoxError> {
     }
     s.row(
         "peak RSS",
-        f.peak_rss_kib().map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+        f.peak_rss_kib()
+            .map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
         "",
     );
     Ok(s)
