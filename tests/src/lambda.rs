@@ -217,6 +217,24 @@ impl FunctionProcess {
         })
     }
 
+    /// Waits until the process asks for its first event (its init is done),
+    /// or fails with its logs if it posts an init error or exits first.
+    pub async fn ready(&self, timeout: Duration) -> Result<(), BoxError> {
+        let mut rx = self.state.subscribe();
+        let waited = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|s| {
+                s.first_next.is_some() || s.init_error.is_some() || s.exit_status.is_some()
+            }),
+        )
+        .await;
+        match waited {
+            Ok(Ok(s)) if s.first_next.is_some() => Ok(()),
+            Ok(_) => Err(self.failure("the init failed")),
+            Err(_) => Err(self.failure(&format!("no `next` within {timeout:?}"))),
+        }
+    }
+
     /// Time from spawn until the process first polled `next` (its init was
     /// done); `None` until then.
     pub fn init_duration(&self) -> Option<Duration> {
