@@ -169,6 +169,13 @@ async fn dns_addresses_create_update_delete() -> R {
         .await?;
     assert_eq!(deleted.status(), "SUCCESS");
     assert!(deleted.body().get("Data").is_none());
+    // A Delete has nothing to delete: properties this version does not
+    // accept (an older version's) do not fail it.
+    let retired = json!({"Hostname": VPCE, "Retired": "x", "MinCount": "many"});
+    let deleted = s
+        .send(|url| cfn::delete(DNS, "EndpointIps", &id, &retired, url))
+        .await?;
+    assert_eq!(deleted.status(), "SUCCESS", "{}", deleted.body());
 
     // The log names the request and never shows the signature.
     let logs = s.f.logs();
@@ -612,8 +619,10 @@ async fn oversize_data_is_dropped_with_an_explanation_and_the_body_fits() -> R {
         .collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     s.w.dns.set(VPCE, Answer::Addrs(ips(&many)));
+    // MinCount 200 fails validation (its attributes cannot fit); a name that
+    // answers far more than MinCount still can overflow.
     let a = s
-        .send(|url| cfn::create(DNS, "Ips", &json!({"Hostname": VPCE, "MinCount": 200}), url))
+        .send(|url| cfn::create(DNS, "Ips", &json!({"Hostname": VPCE, "MinCount": 1}), url))
         .await?;
     assert_eq!(a.status(), "FAILED", "{}", a.body());
     assert!(a.body().get("Data").is_none());
@@ -757,5 +766,32 @@ async fn a_broken_function_configuration_still_answers_every_event() -> R {
         reply.reason()
     );
     assert!(s.f.logs().contains("every event will be answered FAILED"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pre_signed_url_never_reaches_the_logs_at_the_most_verbose_level() -> R {
+    // DEBUG is the most verbose LogLevel the template allows (TRACE would
+    // make lambda_runtime log raw events, response URL included).
+    let s = setup_with(&[
+        ("ALLOW_INSECURE_RESPONSE_URL", "true"),
+        ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
+    ])
+    .await?;
+    s.w.answer(VPCE, &["10.0.1.5"]);
+    let props = json!({"Hostname": VPCE});
+    let created = s.send(|url| cfn::create(DNS, "Ips", &props, url)).await?;
+    assert_eq!(created.status(), "SUCCESS", "{}", created.body());
+    let logs = s.f.logs();
+    assert!(
+        logs.contains("\"DEBUG\""),
+        "DEBUG lines are logged:\n{logs}"
+    );
+    for secret in ["X-Amz-Signature", "X-Amz-Credential", "x-amz-signature"] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
     Ok(())
 }

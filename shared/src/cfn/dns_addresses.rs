@@ -50,6 +50,21 @@ impl Props {
         };
         let servers = read_servers(&mut f)?;
         let min_count = f.number("MinCount", 1..=1000)?.unwrap_or(1) as usize;
+        let needs = data_bytes(min_count, &record_types);
+        if needs > DATA_BUDGET {
+            return Err(FieldError::new(
+                f.at("MinCount"),
+                format!(
+                    "{min_count} addresses of type {} need up to {needs} bytes of attributes, more than the {DATA_BUDGET} a CloudFormation response leaves them (the whole response is limited to {} bytes)",
+                    record_types
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    super::response::MAX_BODY
+                ),
+            ));
+        }
         f.finish()?;
         Ok(Props {
             hostname,
@@ -76,6 +91,25 @@ pub fn read_servers(f: &mut Fields<'_>) -> Result<Vec<SocketAddr>, FieldError> {
             .map(|s| parse_server(s).map_err(|e| FieldError::new(f.at("DnsServers"), e)))
             .collect(),
     }
+}
+
+/// Of CloudFormation's 4096-byte response, what the attributes may take:
+/// the rest holds the ids (stack, request, logical and physical, up to about
+/// 700 bytes) and the status.
+pub const DATA_BUDGET: usize = 3072;
+
+/// The largest `Data` that `count` addresses of these types serialize to.
+pub fn data_bytes(count: usize, kinds: &[RecordKind]) -> usize {
+    let longest = if kinds.contains(&RecordKind::Aaaa) {
+        39 // 8 groups of 4 hex digits and 7 colons
+    } else {
+        15 // 255.255.255.255
+    };
+    let digits = count.to_string().len();
+    // "Addresses":"a,b,…",  "Count":"n",  and one "AddressN":"a", per address.
+    let list = 14 + count * (longest + 1);
+    let each = 14 + digits + longest;
+    list + 12 + digits + count * each
 }
 
 /// The attributes: `Addresses` (sorted, comma-separated), `Count`, `Address1`...
@@ -144,6 +178,31 @@ pub async fn resolve_at_least<L: Lookup>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_min_count_whose_attributes_cannot_fit_fails_naming_the_limit() {
+        let read = |n: u32, types: &str| {
+            Props::read(
+                &json!({"Hostname": "vpce-1.example.com", "MinCount": n.to_string(), "RecordTypes": types}),
+            )
+        };
+        assert!(read(40, "A").is_ok());
+        let err = read(120, "A").unwrap_err();
+        assert_eq!(err.location, "ResourceProperties.MinCount");
+        assert!(
+            err.problem.contains("120") && err.problem.contains("4096"),
+            "{err}"
+        );
+        assert!(read(40, "A,AAAA").is_err(), "IPv6 addresses are longer");
+        // The estimate is an upper bound of what `data` really serializes to.
+        for n in [1usize, 9, 10, 40] {
+            let addrs: BTreeSet<IpAddr> = (0..n)
+                .map(|i| IpAddr::from([255, 255, 255, i as u8]))
+                .collect();
+            let real = serde_json::to_string(&data(&addrs)).unwrap().len();
+            assert!(real <= data_bytes(n, &[RecordKind::A]), "{n}: {real}");
+        }
+    }
     use super::*;
     use crate::dns::DnsFailure;
     use serde_json::json;

@@ -132,14 +132,15 @@ impl AwsResources {
         request: &Request,
         deadline: Instant,
     ) -> Result<Applied, Failure> {
-        let props = dns_addresses::Props::read(&request.properties)?;
         if request.request_type == RequestType::Delete {
-            // A lookup creates nothing.
+            // A lookup creates nothing: nothing to read, nothing to fail on
+            // (not even properties that only an older version accepted).
             return Ok(Applied {
-                physical_id: props.physical_id(),
+                physical_id: request.physical_id.clone().unwrap_or_default(),
                 ..Applied::default()
             });
         }
+        let props = dns_addresses::Props::read(&request.properties)?;
         let dns = self.resolver(&props.servers)?;
         let addrs = dns_addresses::resolve_at_least(&dns, &props, deadline).await?;
         Ok(Applied {

@@ -265,6 +265,35 @@ pub fn delete(physical_id: Option<&str>) -> Applied {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_errors_that_time_cures_are_waited_for() {
+        use crate::sync::{ErrorKind, MappingError, MappingReport};
+        let props = props(json!({"STATE_BUCKET": "b1b", "TARGETS":
+            "[{\"dns_name\":\"a.example.com\",\"target_group_arn\":\"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/50dc6c495c0c9188\",\"port\":80}]"}))
+        .unwrap();
+        let report = |code: &str| {
+            let mut m = MappingReport::new(&props.config.mappings[0], None);
+            m.fail(MappingError {
+                kind: ErrorKind::Source,
+                code: Some(code.to_owned()),
+                message: "x".into(),
+            });
+            SyncReport {
+                dry_run: false,
+                mappings: vec![m],
+                bad_tags: Vec::new(),
+                discovery_error: None,
+                metrics_error: None,
+            }
+        };
+        for code in ["NXDOMAIN", "AccessDenied", "UnauthorizedOperation"] {
+            assert!(waits_for_time(&report(code)), "{code}");
+        }
+        for code in ["SERVFAIL", "TargetGroupNotFound", "Throttling"] {
+            assert!(!waits_for_time(&report(code)), "{code}");
+        }
+    }
     use super::*;
     use serde_json::json;
 
