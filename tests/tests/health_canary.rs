@@ -759,3 +759,45 @@ fn certificate_expiry_is_read_from_real_certificates() -> R {
     assert_eq!(not_after(cert.leaf()), Ok(1_700_000_123));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_can_come_from_an_s3_object_beyond_the_4_kb_environment() -> R {
+    let s = Setup::start().await?;
+    let healthy = TestServer::http(Behaviour::ok()).await?;
+    let url = format!("http://{API}:{}/", healthy.port());
+    // 60 endpoints: far more than Lambda's 4 KB environment holds.
+    let targets: Vec<Value> = (0..60)
+        .map(|i| json!({"name": format!("endpoint{i}"), "url": url, "timeout_ms": 2000}))
+        .collect();
+    let body = Value::Array(targets).to_string();
+    assert!(body.len() > 4096);
+    let s3 = s.moto.s3(&s.moto.sdk_config().await);
+    tether_tests::aws::create_bucket(&s3, "tether-config").await?;
+    s3.put_object()
+        .bucket("tether-config")
+        .key("canary/targets.json")
+        .body(body.into_bytes().into())
+        .send()
+        .await?;
+    let uri = "s3://tether-config/canary/targets.json";
+    let mut env = s.env(&json!([]), &[("CANARY_TARGETS_S3_URI", uri)]);
+    env.retain(|(k, _)| k != "CANARY_TARGETS");
+    let f = s.spawn(&env).await?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    assert_eq!(out["endpoints"].as_array().map(Vec::len), Some(60), "{out}");
+    assert_eq!(healthy.requests().len(), 60);
+
+    // A missing object fails the cold start, naming the variable and the object.
+    let mut env = s.env(
+        &json!([]),
+        &[("CANARY_TARGETS_S3_URI", "s3://tether-config/missing.json")],
+    );
+    env.retain(|(k, _)| k != "CANARY_TARGETS");
+    let mut f = s.spawn(&env).await?;
+    let line = f.config_error().await?;
+    assert!(
+        line.contains("CANARY_TARGETS_S3_URI") && line.contains("missing.json"),
+        "{line}"
+    );
+    Ok(())
+}
