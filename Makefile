@@ -48,7 +48,11 @@ $(LINT_VENV)/.build-tools: requirements-build.txt $(LINT_VENV)/.installed
 
 build: $(LINT_VENV)/.build-tools ## sam build: the three arm64 bootstrap artifacts (cargo-lambda + zig, no Docker).
 	rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/$(LINT_VENV)/bin:$$PATH" $(LINT_VENV)/bin/sam build --template-file template.yaml
+	@# Timed for BENCHMARKS.md: "cold" when cargo had no arm64 release build yet.
+	cold=$$([ -d "$(CARGO_TARGET_DIR)/aarch64-unknown-linux-gnu/release" ] && echo false || echo true); \
+	start=$$(date +%s); \
+	PATH="$(CURDIR)/$(LINT_VENV)/bin:$$PATH" $(LINT_VENV)/bin/sam build --template-file template.yaml; \
+	echo "{\"seconds\": $$(( $$(date +%s) - start )), \"cold\": $$cold}" > .aws-sam/build-time.json
 
 lint: lint-rust lint-template ## Every static check: Rust and the template.
 

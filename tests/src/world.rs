@@ -158,6 +158,20 @@ pub fn state_key(tg_arn: &str, dns_name: &str, port: u16) -> String {
     format!("target-sync/{resource}/{dns_name}/{port}.json")
 }
 
+/// One scheduled invocation: the function's response or its error body.
+pub async fn tick(f: &FunctionProcess) -> Result<Result<Value, Value>, BoxError> {
+    Ok(f.invoke(scheduled_event(), TICK_TIMEOUT).await?.result)
+}
+
+/// One scheduled invocation that must succeed; the error carries the logs.
+pub async fn ok_tick(f: &FunctionProcess) -> Result<Value, BoxError> {
+    tick(f)
+        .await?
+        .map_err(|e| format!("invocation failed: {e}\nlogs:\n{}", f.logs()).into())
+}
+
+const TICK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A scheduled event as EventBridge delivers it.
 pub fn scheduled_event() -> Value {
     json!({

@@ -6,24 +6,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_tests::dns::Answer;
-use tether_tests::lambda::FunctionProcess;
 use tether_tests::moto::BoxError;
-use tether_tests::world::{BUCKET, World, ips, mapping, scheduled_event, state_key};
+use tether_tests::world::{BUCKET, World, ips, mapping, ok_tick, state_key, tick};
 
 const ALB: &str = "internal-app-alb-1234567890.us-east-1.elb.amazonaws.com";
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 type R = Result<(), BoxError>;
-
-async fn tick(f: &FunctionProcess) -> Result<Result<Value, Value>, BoxError> {
-    Ok(f.invoke(scheduled_event(), TIMEOUT).await?.result)
-}
-
-async fn ok_tick(f: &FunctionProcess) -> Result<Value, BoxError> {
-    tick(f)
-        .await?
-        .map_err(|e| format!("invocation failed: {e}\nlogs:\n{}", f.logs()).into())
-}
 
 fn targets_env(mappings: &[Value]) -> String {
     Value::Array(mappings.to_vec()).to_string()

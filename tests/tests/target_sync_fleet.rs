@@ -14,24 +14,12 @@ use tether_tests::aws::{
     LbKind, create_alb_nodes, create_interface_endpoint, create_load_balancer, delete_interfaces,
     tag,
 };
-use tether_tests::lambda::FunctionProcess;
 use tether_tests::moto::BoxError;
-use tether_tests::world::{World, mapping, scheduled_event};
+use tether_tests::world::{World, mapping, ok_tick, scheduled_event, tick};
 
 const NAME: &str = "internal-orders-1234567890.us-east-1.elb.amazonaws.com";
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 type R = Result<(), BoxError>;
-
-async fn tick(f: &FunctionProcess) -> Result<Result<Value, Value>, BoxError> {
-    Ok(f.invoke(scheduled_event(), TIMEOUT).await?.result)
-}
-
-async fn ok_tick(f: &FunctionProcess) -> Result<Value, BoxError> {
-    tick(f)
-        .await?
-        .map_err(|e| format!("invocation failed: {e}\nlogs:\n{}", f.logs()).into())
-}
 
 fn nodes(prefix: &str, n: u8) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}{i}")).collect()

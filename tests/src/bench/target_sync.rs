@@ -148,15 +148,7 @@ async fn many(w: &World) -> Result<Section, BoxError> {
     for i in 0..MAPPINGS {
         let name = format!("internal-svc{i}-1.us-east-1.elb.amazonaws.com");
         let tg = w.target_group(&format!("svc-{i}"), 80).await?;
-        let (a, b) = (i / 250, i % 250);
-        w.answer(
-            &name,
-            &[
-                &format!("10.1.{a}.{b}"),
-                &format!("10.2.{a}.{b}"),
-                &format!("10.3.{a}.{b}"),
-            ],
-        );
+        answer_three(w, &name, i);
         mappings.push(json!({"dns_name": name, "target_group_arn": tg, "port": 80}));
     }
     let env = w.env(&[("TARGETS", &Value::Array(mappings).to_string())]);
@@ -202,15 +194,7 @@ async fn fleet() -> Result<Section, BoxError> {
         let name = format!("internal-fleet{i}-1.us-east-1.elb.amazonaws.com");
         let tg = w.target_group(&format!("fleet-{i}"), 80).await?;
         tag(&w.elb, &tg, &[("tether:source", &format!("dns:{name}"))]).await?;
-        let (a, b) = (i / 250, i % 250);
-        w.answer(
-            &name,
-            &[
-                &format!("10.1.{a}.{b}"),
-                &format!("10.2.{a}.{b}"),
-                &format!("10.3.{a}.{b}"),
-            ],
-        );
+        answer_three(&w, &name, i);
     }
     let proxy = ThrottlingProxy::start(&w.moto.endpoint()).await?;
     let env = w.env(&[("AWS_ENDPOINT_URL", &proxy.endpoint())]);
@@ -265,4 +249,11 @@ async fn fleet() -> Result<Section, BoxError> {
         "",
     );
     Ok(s)
+}
+
+/// Three addresses for the `i`th name, distinct across names.
+fn answer_three(w: &World, name: &str, i: usize) {
+    let (a, b) = (i / 250, i % 250);
+    let addrs = [1, 2, 3].map(|n| format!("10.{n}.{a}.{b}"));
+    w.answer(name, &addrs.each_ref().map(String::as_str));
 }
