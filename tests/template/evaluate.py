@@ -106,6 +106,8 @@ def worst_case_text(node, params: dict, declared: dict):
     if fn == "Fn::Select":
         items = args[1]
         items = worst_case_text(items, params, declared) if isinstance(items, dict) else items
+        if isinstance(items, str):  # a CommaDelimitedList parameter, as text
+            items = items.split(",")
         return items[int(args[0])]
     raise AssertionError(f"cannot evaluate {fn}")
 

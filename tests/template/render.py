@@ -105,23 +105,49 @@ class _NoManagedPolicies:
 
 
 # What Fn::GetAtt and Ref of a resource give, for a full deployment.
-ATTRIBUTES = {("EmptyStateBucketOnDelete", "BucketName"): "tether-statebucket-0123456789ab"}
+ATTRIBUTES = {
+    ("EmptyStateBucketOnDelete", "BucketName"): "tether-statebucket-0123456789ab",
+    ("TargetSyncFunction", "Ref"): "tether-TargetSyncFunction-0123456789ab",
+    ("HealthCanaryFunction", "Ref"): "tether-HealthCanaryFunction-0123456789ab",
+}
+
+
+def alarms(rendered: dict, params: dict, attributes: dict) -> list:
+    """Every created alarm on a metric tether publishes (not AWS/...): its
+    namespace, metric name and dimensions, as CloudWatch would match them."""
+    from evaluate import conditions, value_of
+
+    held = conditions(rendered, params)
+    out = []
+    for name, res in sorted(rendered["Resources"].items()):
+        if res["Type"] != "AWS::CloudWatch::Alarm" or ("Condition" in res and not held[res["Condition"]]):
+            continue
+        props = res["Properties"]
+        namespace = value_of(props["Namespace"], params, rendered, held, attributes)
+        if namespace.startswith("AWS/"):
+            continue
+        dims = {d["Name"]: value_of(d["Value"], params, rendered, held, attributes) for d in props.get("Dimensions", [])}
+        out.append({"Alarm": name, "Namespace": namespace, "MetricName": props["MetricName"], "Dimensions": dims})
+    return out
 
 
 def main(argv: list[str]) -> int:
-    """`python render.py environments [Name=Value ...]`: each function's
-    environment as the rendered template gives it for a full deployment (the
-    parameters above, overridden by the arguments), as JSON. The Rust tests
-    start each built binary with it (template-binary contract)."""
+    """`python render.py environments|alarms [Name=Value ...]`: each function's
+    environment, or each alarm on tether's own metrics, as the rendered
+    template gives it for a full deployment (the parameters above, overridden
+    by the arguments), as JSON. The Rust tests start each built binary with
+    those environments and check that the metrics it publishes are the ones
+    the alarms watch (template-binary contract)."""
     import json
 
     from evaluate import environments
 
-    if not argv or argv[0] != "environments":
+    if not argv or argv[0] not in ("environments", "alarms"):
         print(main.__doc__)
         return 2
     params = {**PARAMETERS, **dict(a.split("=", 1) for a in argv[1:])}
-    print(json.dumps(environments(render(params), params, ATTRIBUTES), indent=2, sort_keys=True))
+    what = environments if argv[0] == "environments" else alarms
+    print(json.dumps(what(render(params), params, ATTRIBUTES), indent=2, sort_keys=True))
     return 0
 
 

@@ -1,21 +1,35 @@
 //! The template-binary contract: each built binary, started with the
 //! environment the rendered template gives its function (every part on,
 //! parameters filled in as for a full deployment), passes its cold-start
-//! validation. A variable renamed on either side fails here.
+//! validation, and the metrics it publishes are the ones the template's
+//! alarms watch (namespace, name, every dimension and its value). A variable
+//! or a metric renamed on either side fails here.
 //!
-//! The environments come from `tests/template/render.py environments`, run
-//! with the lint venv that `make lint-template` (part of `make test`) creates.
+//! The environments and alarms come from `tests/template/render.py`, run with
+//! the lint venv that `make lint-template` (part of `make test`) creates.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::{Value, json};
 use tether_tests::aws::create_bucket;
+use tether_tests::https::{Behaviour, TestServer};
 use tether_tests::moto::{BoxError, workspace_root};
 use tether_tests::world::{World, scheduled_event};
 
 type Environments = BTreeMap<String, BTreeMap<String, String>>;
 
-fn rendered() -> Result<Environments, BoxError> {
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Alarm {
+    alarm: String,
+    namespace: String,
+    metric_name: String,
+    dimensions: BTreeMap<String, String>,
+}
+
+fn render<T: serde::de::DeserializeOwned>(what: &str) -> Result<T, BoxError> {
     let root = workspace_root();
     let python = root.join(".venv-lint/bin/python");
     if !python.is_file() {
@@ -27,7 +41,7 @@ fn rendered() -> Result<Environments, BoxError> {
     }
     let out = std::process::Command::new(python)
         .arg(root.join("tests/template/render.py"))
-        .arg("environments")
+        .arg(what)
         .current_dir(&root)
         .output()?;
     if !out.status.success() {
@@ -36,10 +50,21 @@ fn rendered() -> Result<Environments, BoxError> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// What a function's logical id is called once deployed (`Ref`), as
+/// render.py assumes it.
+fn deployed_name(logical: &str) -> String {
+    format!("tether-{logical}-0123456789ab")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_binary_accepts_the_environment_the_template_gives_it() -> Result<(), BoxError> {
-    let environments = rendered()?;
+async fn every_binary_accepts_the_template_environment_and_feeds_its_alarms() -> Result<(), BoxError>
+{
+    let environments: Environments = render("environments")?;
+    let alarms: Vec<Alarm> = render("alarms")?;
     let w = World::start().await?;
+    // The canary's endpoints are on the internet in the rendered template:
+    // here the same names point at a server on loopback.
+    let server = TestServer::http(Behaviour::ok()).await?;
     for (logical, binary) in [
         ("TargetSyncFunction", "target-sync"),
         ("HealthCanaryFunction", "health-canary"),
@@ -53,16 +78,82 @@ async fn every_binary_accepts_the_environment_the_template_gives_it() -> Result<
         }
         let mut env = w.moto.env();
         env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), deployed_name(logical)));
         let f = w.spawn(binary, &env).await?;
         f.ready(Duration::from_secs(20)).await?;
         let logs = f.logs();
         assert!(!logs.contains("invalid configuration"), "{binary}: {logs}");
-        if binary == "target-sync" {
-            // Its sources are all on loopback (none is tagged): one real run.
-            let run = f.invoke(scheduled_event(), Duration::from_secs(30)).await?;
-            run.result
-                .map_err(|e| format!("{binary} with the template's environment: {e}"))?;
-        }
+        drop(f);
+        let local = match binary {
+            "target-sync" => env,
+            "health-canary" => {
+                let names = vars.get("CANARY_ENDPOINTS").ok_or("no CANARY_ENDPOINTS")?;
+                let url = format!("http://127.0.0.1:{}/", server.port());
+                let targets: Vec<Value> = names
+                    .split(',')
+                    .map(|n| json!({"name": n, "url": url}))
+                    .collect();
+                // One round instead of the template's six over a minute.
+                env.into_iter()
+                    .filter(|(k, _)| k != "CANARY_TARGETS" && k != "PROBES_PER_INVOCATION")
+                    .chain([
+                        ("CANARY_TARGETS".into(), Value::Array(targets).to_string()),
+                        ("PROBES_PER_INVOCATION".into(), "1".into()),
+                    ])
+                    .collect()
+            }
+            _ => continue,
+        };
+        let f = w.spawn(binary, &local).await?;
+        let run = f.invoke(scheduled_event(), Duration::from_secs(60)).await?;
+        run.result.map_err(|e| {
+            format!(
+                "{binary} with the template's environment: {e}\n{}",
+                f.logs()
+            )
+        })?;
     }
+
+    for alarm in &alarms {
+        let published = published(&w, &alarm.namespace, &alarm.metric_name).await?;
+        assert!(
+            published.contains(&alarm.dimensions),
+            "alarm {} watches {}/{} {:?}, but the functions publish it with {:?}",
+            alarm.alarm,
+            alarm.namespace,
+            alarm.metric_name,
+            alarm.dimensions,
+            published
+        );
+    }
+    assert!(
+        alarms.len() >= 4,
+        "the full deployment has alarms: {alarms:?}"
+    );
     Ok(())
+}
+
+/// The dimension sets a metric was published with (ListMetrics).
+async fn published(
+    w: &World,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeSet<BTreeMap<String, String>>, BoxError> {
+    let out = w
+        .cloudwatch
+        .list_metrics()
+        .namespace(namespace)
+        .metric_name(name)
+        .send()
+        .await?;
+    Ok(out
+        .metrics()
+        .iter()
+        .map(|m| {
+            m.dimensions()
+                .iter()
+                .filter_map(|d| Some((d.name()?.to_owned(), d.value()?.to_owned())))
+                .collect()
+        })
+        .collect())
 }
