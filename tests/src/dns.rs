@@ -48,6 +48,9 @@ pub enum Answer {
     },
     /// Response code SERVFAIL.
     ServFail,
+    /// These IPv4 addresses to A queries, SERVFAIL to AAAA queries: a
+    /// partial answer.
+    V4ThenServFail(Vec<IpAddr>),
     /// Response code NXDOMAIN.
     NxDomain,
     /// NOERROR with an empty answer section.
@@ -195,6 +198,10 @@ impl State {
                 Reply::Addrs(window.take(addrs.len().min(*per_answer)).copied().collect())
             }
             Some(Answer::ServFail) => Reply::Code(ResponseCode::ServFail),
+            Some(Answer::V4ThenServFail(addrs)) => match record_type {
+                RecordType::AAAA => Reply::Code(ResponseCode::ServFail),
+                _ => Reply::Addrs(family(addrs)),
+            },
             Some(Answer::Empty) => Reply::Addrs(Vec::new()),
             Some(Answer::Timeout) => Reply::Drop,
         }

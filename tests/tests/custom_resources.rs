@@ -273,7 +273,7 @@ async fn target_sync_first_sync_covers_every_tagged_group_and_delete_leaves_them
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_first_sync_create_deregisters_what_it_registered() -> R {
+async fn the_first_sync_fails_only_when_nothing_synced_and_then_leaves_nothing_behind() -> R {
     let s = setup().await?;
     let w = &s.w;
     let good = w.target_group("good-80", 80).await?;
@@ -284,6 +284,36 @@ async fn a_failed_first_sync_create_deregisters_what_it_registered() -> R {
     w.answer(ALB, &["10.0.1.10"]);
     w.dns.set("broken.example.com", Answer::ServFail);
 
+    // Another team's broken group does not make the stack undeployable.
+    let created = s
+        .send(|url| cfn::create(SYNC, "FirstSync", &sync_env(w), url))
+        .await?;
+    assert_eq!(created.status(), "SUCCESS", "{}", created.body());
+    assert!(
+        created.reason().contains("1 of 2 mappings not synced")
+            && created.reason().contains("SERVFAIL"),
+        "{}",
+        created.reason()
+    );
+    assert_eq!(w.targets(&good).await?, ["10.0.1.10:80", "10.0.9.9:80"]);
+
+    // Nothing synced: FAILED, and what it registered on the way is removed.
+    // A AAAA answer that fails makes the answer partial: its IPv4 addresses
+    // are registered, and the mapping fails.
+    let s = setup().await?;
+    let w = &s.w;
+    let only = w.target_group("only-80", 80).await?;
+    tag(
+        &w.elb,
+        &only,
+        &[
+            ("tether:source", &format!("dns:{ALB}")),
+            ("tether:record-types", "A AAAA"),
+        ],
+    )
+    .await?;
+    w.register(&only, "10.0.9.9", 80).await?;
+    w.dns.set(ALB, Answer::V4ThenServFail(ips(&["10.0.1.10"])));
     let created = s
         .send(|url| cfn::create(SYNC, "FirstSync", &sync_env(w), url))
         .await?;
@@ -298,8 +328,11 @@ async fn a_failed_first_sync_create_deregisters_what_it_registered() -> R {
         "{}",
         created.reason()
     );
-    // What was there before stays; what the failed Create added is gone.
-    assert_eq!(w.targets(&good).await?, ["10.0.9.9:80"]);
+    assert_eq!(
+        w.targets(&only).await?,
+        ["10.0.9.9:80"],
+        "what was there before stays"
+    );
     Ok(())
 }
 

@@ -116,6 +116,19 @@ pub struct Dispatcher<H> {
     allow_insecure: bool,
 }
 
+/// `ServiceTimeout` (seconds, 1 to 3600) from the resource's properties.
+pub fn service_timeout(properties: &Value) -> Option<Duration> {
+    let value = properties.get("ServiceTimeout")?;
+    let seconds = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }?;
+    (1..=3600)
+        .contains(&seconds)
+        .then(|| Duration::from_secs(seconds))
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
@@ -147,6 +160,12 @@ impl<H: Handler> Dispatcher<H> {
     pub async fn answer(&self, payload: &Value, deadline: Instant) -> Result<Answered, CfnError> {
         let request = Request::parse(payload)
             .inspect_err(|e| error!(error = %e, "event cannot be answered"))?;
+        // CloudFormation stops waiting after the resource's ServiceTimeout,
+        // counted from when it sent the event: answer before that too.
+        let deadline = match service_timeout(&request.properties) {
+            Some(limit) => deadline.min(Instant::now() + limit),
+            None => deadline,
+        };
         let span = info_span!(
             "custom_resource",
             request_type = %request.request_type,
@@ -239,7 +258,7 @@ impl<H: Handler> Dispatcher<H> {
                 panic_message(panic.as_ref())
             ))),
             Err(_) => Err(Failure(format!(
-                "did not finish before the Lambda deadline (answering {} s before it, so the stack does not wait); raise the function timeout or retry",
+                "did not finish before its deadline, the Lambda timeout or the resource's ServiceTimeout (answering {} s before it, so the stack does not wait); raise them or retry",
                 WORK_MARGIN.as_secs()
             ))),
         };
@@ -266,5 +285,27 @@ impl<H: Handler> Dispatcher<H> {
                 data: BTreeMap::new(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_service_timeout_bounds_the_answer() {
+        let secs = |v: Value| service_timeout(&v);
+        assert_eq!(
+            secs(json!({"ServiceTimeout": "240"})),
+            Some(Duration::from_secs(240))
+        );
+        assert_eq!(
+            secs(json!({"ServiceTimeout": 60})),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(secs(json!({"ServiceTimeout": "0"})), None);
+        assert_eq!(secs(json!({"ServiceTimeout": "soon"})), None);
+        assert_eq!(secs(json!({})), None);
     }
 }

@@ -97,11 +97,13 @@ pub struct AwsResources {
 
 impl AwsResources {
     pub fn from_sdk(sdk: &SdkConfig, settings: &Settings) -> Result<Self, lambda_runtime::Error> {
+        // The same throttling-aware clients as the scheduled sync.
+        let (elb, ec2) = crate::sync::engine::fleet_clients(sdk);
         Ok(Self {
             dns: HickoryDns::new(&settings.dns)?,
             dns_timeout: settings.dns.timeout,
-            elb: Elb::new(aws_sdk_elasticloadbalancingv2::Client::new(sdk)),
-            ec2: aws_sdk_ec2::Client::new(sdk),
+            elb: Elb::new(elb),
+            ec2,
             s3: s3_client(sdk),
         })
     }

@@ -4,8 +4,14 @@
 //! `Environment` holds the same variables as the target-sync function's
 //! environment, so both sync the same mappings with the same state. Create
 //! and Update run the engine once (publishing no metrics), so the NLBs have
-//! targets the moment the stack completes.
+//! targets the moment the stack completes. It only registers: no countdown
+//! advances and nothing is deregistered at deploy time (its retries would
+//! otherwise count absences seconds apart); the schedule does the rest.
 //!
+//! - It fails only when nothing could be synced (every mapping failed, or
+//!   discovery did): one other team's mis-tagged group must not make the
+//!   stack undeployable. Failed groups are named in the SUCCESS reason, and
+//!   the scheduled function's `FailedMappings` alarm follows them.
 //! - While AWS answers AccessDenied (a policy created in the same stack is
 //!   not in effect yet) or a name answers NXDOMAIN (a record created in the
 //!   same stack is not visible yet), it waits and syncs again, as long as the
@@ -15,8 +21,8 @@
 //! - Delete does nothing: deleting tether must not empty a working NLB. The
 //!   target groups stay as they are.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -31,6 +37,7 @@ use crate::fields::{FieldError, Fields, shorten};
 use crate::metrics::{Datum, Metrics};
 use crate::sync::groups::{Elb, TargetGroups};
 use crate::sync::interfaces::Ec2Interfaces;
+use crate::sync::mapping::TargetGroupArn;
 use crate::sync::store::S3Store;
 use crate::sync::{Engine, SyncConfig, SyncReport};
 
@@ -53,9 +60,10 @@ impl Props {
         f.finish()?;
         let mut config = SyncConfig::from_vars(&Vars(|name: &str| vars.get(name).cloned()))
             .map_err(|e| FieldError::new(format!("{location}.{}", e.location), e.problem))?;
-        // One-off syncs publish nothing; the scheduled target-sync does.
+        // One-off syncs publish nothing, and only register.
         config.metrics.enabled = false;
         config.function_name = None;
+        config.count_absences = false;
         Ok(Props { config })
     }
 
@@ -129,6 +137,8 @@ pub struct Clients<'a> {
 /// new DNS record becoming visible (NXDOMAIN).
 const PATIENT_CODES: [&str; 3] = ["AccessDenied", "UnauthorizedOperation", "NXDOMAIN"];
 const FIRST_WAIT: Duration = Duration::from_secs(2);
+/// Kept after the last sync to undo a failed Create's registrations.
+const UNDO_RESERVE: Duration = Duration::from_secs(20);
 const MAX_WAIT: Duration = Duration::from_secs(16);
 /// Time kept for a last attempt and the answer when retrying.
 const RESERVE: Duration = Duration::from_secs(30);
@@ -143,12 +153,16 @@ fn waits_for_time(report: &SyncReport) -> bool {
         .any(|e| patient(e.code.as_deref()))
 }
 
+/// Everything the syncs of one request registered, per target group.
+pub type Registered = BTreeMap<TargetGroupArn, BTreeSet<SocketAddr>>;
+
 /// Runs the sync; while it fails in a way time cures, waits and runs it
-/// again, as long as the deadline allows.
+/// again, as long as the deadline allows. Also returns every target the
+/// attempts registered.
 pub async fn run_patiently<D, I, T, S>(
     engine: &Engine<D, I, T, S, Unpublished>,
     deadline: Instant,
-) -> SyncReport
+) -> (SyncReport, Registered)
 where
     D: Lookup,
     I: crate::sync::interfaces::Interfaces,
@@ -156,10 +170,17 @@ where
     S: crate::sync::store::StateStore,
 {
     let mut wait = FIRST_WAIT;
+    let mut registered = Registered::new();
     loop {
         let report = engine.sync(deadline.into_std()).await;
+        for m in &report.mappings {
+            registered
+                .entry(m.target_group_arn.clone())
+                .or_default()
+                .extend(m.registered.iter().copied());
+        }
         if !waits_for_time(&report) || Instant::now() + wait + RESERVE > deadline {
-            return report;
+            return (report, registered);
         }
         warn!(
             wait_ms = wait.as_millis() as u64,
@@ -185,28 +206,43 @@ pub async fn apply(
         store: S3Store::new(clients.s3.clone(), props.config.state.bucket.clone()),
         metrics: Unpublished,
     };
-    let report = run_patiently(&engine, deadline).await;
+    let sync_deadline = deadline.checked_sub(UNDO_RESERVE).unwrap_or(deadline);
+    let (report, registered) = run_patiently(&engine, sync_deadline).await;
     let failures = report.failures();
-    if !failures.is_empty() {
+    let synced = report.mappings.iter().filter(|m| m.error.is_none()).count();
+    if !failures.is_empty() && (synced == 0 || report.discovery_error.is_some()) {
         let mut why = format!("sync failed: {}", failures.join("; "));
         if creating {
-            why.push_str(&undo_registrations(clients.elb, &report).await);
+            why.push_str(&undo_registrations(clients.elb, &registered).await);
         }
         return Err(Failure(why));
     }
-    let registered: usize = report.mappings.iter().map(|m| m.registered.len()).sum();
+    let count: usize = registered.values().map(BTreeSet::len).sum();
     info!(
         mappings = report.mappings.len(),
-        registered, "first sync done"
+        synced,
+        registered = count,
+        "first sync done"
     );
-    let notes: Vec<String> = report
+    let mut notes: Vec<String> = report
         .mappings
         .iter()
         .filter_map(|m| m.note.clone())
         .collect();
+    if !failures.is_empty() {
+        notes.insert(
+            0,
+            format!(
+                "{} of {} mappings not synced (the schedule retries them and alarms): {}",
+                report.failed_mappings(),
+                report.mappings.len() + report.bad_tags.len(),
+                failures.join("; ")
+            ),
+        );
+    }
     let data = [
-        ("Synced", report.mappings.len().to_string()),
-        ("Registered", registered.to_string()),
+        ("Synced", synced.to_string()),
+        ("Registered", count.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -219,17 +255,10 @@ pub async fn apply(
 }
 
 /// A failed Create leaves nothing behind: deregisters what it registered.
-async fn undo_registrations(elb: &Elb, report: &SyncReport) -> String {
-    let mut by_group: BTreeMap<_, Vec<_>> = BTreeMap::new();
-    for m in &report.mappings {
-        by_group
-            .entry(&m.target_group_arn)
-            .or_default()
-            .extend(m.registered.iter().copied());
-    }
+async fn undo_registrations(elb: &Elb, registered: &Registered) -> String {
     let mut undone = 0;
     let mut problems = Vec::new();
-    for (arn, addrs) in by_group.into_iter().filter(|(_, a)| !a.is_empty()) {
+    for (arn, addrs) in registered.iter().filter(|(_, a)| !a.is_empty()) {
         let result = async {
             let targets: Vec<_> = elb
                 .describe(arn)

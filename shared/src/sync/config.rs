@@ -37,6 +37,9 @@ pub struct SyncConfig {
     pub dry_run: bool,
     /// The `FunctionName` dimension of the per-run metrics.
     pub function_name: Option<String>,
+    /// Whether runs count absences (and so may deregister). Always on for
+    /// the function; the first sync at deploy time only registers.
+    pub count_absences: bool,
 }
 
 impl SyncConfig {
@@ -103,6 +106,7 @@ impl SyncConfig {
             },
             dry_run: vars.boolean("DRY_RUN")?.unwrap_or(false),
             function_name: vars.get("AWS_LAMBDA_FUNCTION_NAME"),
+            count_absences: true,
         })
     }
 }
@@ -176,7 +180,10 @@ pub fn assign_foreign_ports(mappings: &mut [Mapping]) -> Result<(), ConfigError>
     let mut identities = BTreeMap::new();
     for (i, m) in mappings.iter().enumerate() {
         // The identity names the state object: two mappings must not share one.
-        if let Some(first) = identities.insert((&m.source, &m.target_group_arn, m.port), i) {
+        // An ALB given by name and by ARN is one source: compare as written
+        // in the state key.
+        let source = m.source.to_string();
+        if let Some(first) = identities.insert((source, &m.target_group_arn, m.port), i) {
             return Err(ConfigError::new(
                 format!("TARGETS[{i}]"),
                 format!("repeats TARGETS[{first}] (same source, target_group_arn and port)"),

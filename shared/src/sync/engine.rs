@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use lambda_runtime::LambdaEvent;
@@ -40,7 +42,12 @@ use crate::metrics::{CloudWatch, Metrics};
 /// Target groups synced at the same time, and sources observed at the same
 /// time (ELB and EC2 rate limits are per account and region).
 const CONCURRENT_GROUPS: usize = 8;
-const CONCURRENT_SOURCES: usize = 16;
+/// Sources observed at the same time: DNS queries are cheap, and a source
+/// queued behind slow ones must not start too late to finish.
+const CONCURRENT_SOURCES: usize = 64;
+/// Kept at the end of a group's time to write countdown resets when its
+/// target group cannot be read.
+const RESET_RESERVE: Duration = Duration::from_secs(3);
 /// Of the margin before the Lambda deadline, what publishing may take.
 const PUBLISH_TIME: Duration = Duration::from_secs(2);
 /// Attempts per ELB or EC2 call: throttling (a bucket of 40 Describe calls
@@ -59,20 +66,49 @@ pub struct Engine<D, I, T, S, M> {
 
 pub type AwsEngine = Engine<HickoryDns, Ec2Interfaces, Elb, S3Store, CloudWatch>;
 
+/// The ELB and EC2 clients of a sync, built for throttling: ELB allows 40
+/// Describe calls per account and region, refilled at 10 per second.
+/// - Adaptive retries: back off on `Throttling` and pace later calls.
+/// - No retry quota: the SDK's default stops retrying after a few dozen
+///   throttled calls, and a fleet makes hundreds; the run's deadline bounds
+///   the retries instead.
+/// - No whole-operation timeout (waiting for the rate limiter is part of an
+///   operation); each attempt keeps its own.
+pub fn fleet_clients(
+    sdk: &SdkConfig,
+) -> (aws_sdk_elasticloadbalancingv2::Client, aws_sdk_ec2::Client) {
+    let retry = RetryConfig::adaptive()
+        .with_max_attempts(API_ATTEMPTS)
+        .with_max_backoff(Duration::from_secs(5));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .disable_operation_timeout()
+        .build();
+    let partition = |name: &'static str| {
+        RetryPartition::custom(name)
+            .token_bucket(TokenBucket::unlimited())
+            .build()
+    };
+    let elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk)
+        .retry_config(retry.clone())
+        .timeout_config(timeouts.clone())
+        .retry_partition(partition("tether-elasticloadbalancing"))
+        .build();
+    let ec2 = aws_sdk_ec2::config::Builder::from(sdk)
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .retry_partition(partition("tether-ec2"))
+        .build();
+    (
+        aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
+        aws_sdk_ec2::Client::from_conf(ec2),
+    )
+}
+
 impl AwsEngine {
     pub fn from_sdk(config: SyncConfig, sdk: &SdkConfig) -> Result<Self, lambda_runtime::Error> {
-        // Adaptive retries: backs off on throttling and paces later calls.
-        let retry = RetryConfig::adaptive()
-            .with_max_attempts(API_ATTEMPTS)
-            .with_max_backoff(Duration::from_secs(5));
-        let elb_config = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk)
-            .retry_config(retry.clone())
-            .build();
-        let ec2_config = aws_sdk_ec2::config::Builder::from(sdk)
-            .retry_config(retry)
-            .build();
-        let elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(elb_config);
-        let ec2 = aws_sdk_ec2::Client::from_conf(ec2_config);
+        let (elb, ec2) = fleet_clients(sdk);
         Ok(Engine {
             dns: HickoryDns::new(&config.dns)?,
             interfaces: Ec2Interfaces::new(ec2, elb.clone()),
@@ -167,7 +203,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
             .map(|(arn, ms)| {
                 let observed = &observed;
                 async move {
-                    let sync = self.sync_group(arn, &ms, observed);
+                    let sync = self.sync_group(arn, &ms, observed, deadline);
                     match timeout_at(deadline, sync).await {
                         Ok(reports) => reports,
                         Err(_) => ms
@@ -272,6 +308,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         arn: &TargetGroupArn,
         ms: &[&Mapping],
         observed: &HashMap<ObserveKey, Observed>,
+        deadline: tokio::time::Instant,
     ) -> Vec<MappingReport> {
         let views: Vec<&Observed> = ms.iter().map(|m| &observed[&observe_key(m)]).collect();
         let mut reports: Vec<MappingReport> = ms
@@ -289,7 +326,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                 r
             })
             .collect();
-        if let Err(e) = self.apply(arn, ms, &views, &mut reports).await {
+        if let Err(e) = self.apply(arn, ms, &views, &mut reports, deadline).await {
             for r in &mut reports {
                 r.fail(e.clone());
             }
@@ -299,45 +336,70 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
 
     /// Plans and applies the group's changes; an error fails every mapping
     /// of the group (a mapping's own problems are already in its report).
+    /// The report shows a change once it is made (in a dry run: planned).
     async fn apply(
         &self,
         arn: &TargetGroupArn,
         ms: &[&Mapping],
         views: &[&Observed],
         reports: &mut [MappingReport],
+        deadline: tokio::time::Instant,
     ) -> Result<(), MappingError> {
         let dry_run = self.config.dry_run;
         let keys: Vec<String> = ms
             .iter()
             .map(|m| state_key(&self.config.state.prefix, m, dry_run))
             .collect();
+        // Intents this run wrote: (the state it planned from, the version it
+        // wrote). A re-plan starts again from that state, not from this run's
+        // own intent, so no countdown advances twice in one run.
+        let mut written: HashMap<usize, (Prior, Version)> = HashMap::new();
         for attempt in 1..=2 {
-            let targets = match self.elb.describe(arn).await {
-                Ok(targets) => targets,
-                Err(e) => {
+            // Bounded short of the deadline: a throttled read must leave time
+            // to keep what the sources proved.
+            let read = timeout_at(
+                deadline.checked_sub(RESET_RESERVE).unwrap_or(deadline),
+                self.elb.describe(arn),
+            )
+            .await;
+            let targets = match read {
+                Ok(Ok(targets)) => targets,
+                failed => {
                     self.keep_resets(ms, views, &keys).await;
-                    return Err(MappingError::aws(ErrorKind::Elb, &e));
+                    return Err(match failed {
+                        Ok(Err(e)) => MappingError::aws(ErrorKind::Elb, &e),
+                        _ => MappingError::new(
+                            ErrorKind::Deadline,
+                            "reading the target group did not finish before the deadline",
+                        ),
+                    });
                 }
             };
-            let loaded = self.load_all(ms, &keys, reports).await;
+            let stored = self.load_all(ms, &keys, reports).await;
+            let planned_from: Vec<Prior> = stored
+                .iter()
+                .enumerate()
+                .map(|(i, l)| match written.get(&i) {
+                    Some((prior, version)) if *version == l.version => prior.clone(),
+                    _ => l.prior.clone(),
+                })
+                .collect();
             let inputs: Vec<Input<'_>> = ms
                 .iter()
                 .zip(views)
-                .zip(&loaded)
-                .map(|((m, o), l)| Input {
+                .zip(&planned_from)
+                .map(|((m, o), prior)| Input {
                     mapping: m,
                     resolution: &o.resolution,
-                    prior: &l.prior,
+                    prior,
                 })
                 .collect();
-            let plan = plan_group(&targets, &inputs);
+            let plan = plan_group(&targets, &inputs, self.config.count_absences);
             for (r, p) in reports.iter_mut().zip(&plan.mappings) {
                 if let Some(state) = &p.state {
                     r.pending = state.pending.clone();
                     r.held_back = p.held_back.clone();
                     r.targets = Some(plan.registered_after);
-                    r.registered = p.register.clone();
-                    r.deregistered = p.deregister.clone();
                 }
                 if !p.held_back.is_empty() {
                     warn!(target_group = %arn, held_back = ?p.held_back,
@@ -348,53 +410,66 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
             // Intents first: a conflict shows before the group is touched, and
             // what this run registers is owned before it exists.
             let mut versions = Vec::with_capacity(ms.len());
-            for ((key, l), p) in keys.iter().zip(&loaded).zip(&plan.mappings) {
-                let version = match &p.intent {
-                    Some(intent) if !matches!(&l.prior, Prior::Valid(s) if s == intent) => {
-                        self.keep_aside(key, l).await?;
-                        match self.store.save(key, intent, &l.version).await {
-                            Ok(version) => version,
-                            Err(SaveError::Conflict { .. }) if attempt == 1 => {
-                                warn!(
-                                    key,
-                                    "state changed under this run: re-reading and re-planning"
-                                );
-                                break;
-                            }
-                            Err(SaveError::Conflict { key }) => {
-                                return Err(MappingError::new(
-                                    ErrorKind::StateConflict,
-                                    format!(
-                                        "state object {key} kept changing under this run; the next run takes over"
-                                    ),
-                                ));
-                            }
-                            Err(SaveError::Aws(e)) => {
-                                return Err(MappingError::aws(ErrorKind::S3, &e));
-                            }
-                        }
-                    }
-                    _ => l.version.clone(),
+            for (i, ((key, l), p)) in keys.iter().zip(&stored).zip(&plan.mappings).enumerate() {
+                let Some(intent) = p
+                    .intent
+                    .as_ref()
+                    .filter(|intent| !matches!(&l.prior, Prior::Valid(s) if s == *intent))
+                else {
+                    versions.push(l.version.clone());
+                    continue;
                 };
-                versions.push(version);
+                self.keep_aside(key, l).await?;
+                match self.store.save(key, intent, &l.version).await {
+                    Ok(version) => {
+                        let before = planned_from[i].clone();
+                        written.insert(i, (before, version.clone()));
+                        versions.push(version);
+                    }
+                    Err(SaveError::Conflict { .. }) if attempt == 1 => {
+                        warn!(
+                            key,
+                            "state changed under this run: re-reading and re-planning"
+                        );
+                        break;
+                    }
+                    Err(SaveError::Conflict { key }) => {
+                        return Err(MappingError::new(
+                            ErrorKind::StateConflict,
+                            format!(
+                                "state object {key} kept changing under this run; the next run takes over"
+                            ),
+                        ));
+                    }
+                    Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
+                }
             }
             if versions.len() < ms.len() {
                 continue; // a conflict: plan again from what is there now
             }
             if dry_run {
-                return Ok(()); // its own state is written; the group is not touched
+                // Its own state is written; the group is not touched.
+                for (r, p) in reports.iter_mut().zip(&plan.mappings) {
+                    r.registered = p.register.clone();
+                    r.deregistered = p.deregister.clone();
+                }
+                return Ok(());
             }
 
-            for (m, p) in ms.iter().zip(&plan.mappings) {
+            for ((m, p), r) in ms.iter().zip(&plan.mappings).zip(reports.iter_mut()) {
                 self.elb
                     .register(arn, &p.register, m.availability_zone.as_deref())
                     .await
                     .map_err(|e| MappingError::aws(ErrorKind::Elb, &e))?;
+                r.registered = p.register.clone();
             }
             self.elb
                 .deregister(arn, &plan.deregister)
                 .await
                 .map_err(|e| MappingError::aws(ErrorKind::Elb, &e))?;
+            for (r, p) in reports.iter_mut().zip(&plan.mappings) {
+                r.deregistered = p.deregister.clone();
+            }
 
             // The deregistered targets leave the state. Should this write be
             // lost, the next run drops them anyway: they are no longer registered.

@@ -177,6 +177,8 @@ impl TargetGroups for Groups {
 struct Store {
     objects: Mutex<HashMap<String, (Vec<u8>, u64)>>,
     races: AtomicUsize,
+    /// Only saves of this key race (any key when unset).
+    race_key: Option<String>,
     saves: AtomicUsize,
 }
 
@@ -222,10 +224,12 @@ impl StateStore for Store {
         version: &Version,
     ) -> Result<Version, SaveError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
-        if self
-            .races
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+        let racing = self.race_key.as_deref().is_none_or(|k| k == key);
+        if racing
+            && self
+                .races
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
         {
             let mut other = self.state(key).unwrap_or_default();
             other.seen.insert(IpAddr::from([10, 9, 9, 9]));
@@ -251,11 +255,6 @@ impl StateStore for Store {
         let aside = format!("{key}.unusable-{etag}");
         self.put(&aside, bytes.to_vec());
         Ok(aside)
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), AwsError> {
-        self.objects.lock().expect("lock").remove(key);
-        Ok(())
     }
 }
 
@@ -310,6 +309,7 @@ fn config(targets: Option<serde_json::Value>) -> SyncConfig {
         },
         dry_run: false,
         function_name: Some("target-sync".into()),
+        count_absences: true,
     }
 }
 
@@ -637,4 +637,43 @@ async fn a_dry_run_shows_what_a_run_would_do_and_claims_no_change() {
         e.store.state(&real).is_none(),
         "the real state is not written"
     );
+}
+
+#[tokio::test]
+async fn a_re_plan_after_a_conflict_never_counts_an_absence_twice() {
+    let targets = serde_json::json!([
+        {"dns_name": "a.example.com", "target_group_arn": TG, "port": 80, "ownership": "tracked",
+         "deregister_after": 3, "max_deregister_percent": 100},
+        {"dns_name": "b.example.com", "target_group_arn": TG, "port": 80, "ownership": "tracked",
+         "deregister_after": 3, "max_deregister_percent": 100}
+    ]);
+    let mut e = engine(
+        config(Some(targets)),
+        dns(&[
+            ("a.example.com", &["10.0.0.1"]),
+            ("b.example.com", &["10.0.0.2"]),
+        ]),
+        Nics::default(),
+        Groups::with(&[(TG, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.9:80"])]),
+    );
+    let key_a = state_key("target-sync/", &e.config.mappings[0], false);
+    let key_b = state_key("target-sync/", &e.config.mappings[1], false);
+    let stale: SocketAddr = "10.0.0.9:80".parse().expect("sa");
+    let before = SyncState {
+        pending: BTreeMap::from([(stale, 1)]),
+        owned: BTreeSet::from([stale]),
+        ..SyncState::default()
+    };
+    e.store.put(&key_a, before.encode());
+    // b's intent conflicts once, after a's was written: the group is re-planned.
+    e.store.race_key = Some(key_b);
+    e.store.races.store(1, Ordering::SeqCst);
+    let report = e.run(soon()).await;
+    assert_eq!(report.failures(), Vec::<String>::new());
+    assert_eq!(
+        e.store.state(&key_a).expect("state").pending[&stale],
+        2,
+        "one absence, counted once"
+    );
+    assert!(e.elb.now(TG).contains(&stale.to_string()));
 }

@@ -98,6 +98,41 @@ fn description(addr: &SocketAddr, availability_zone: Option<&str>) -> TargetDesc
         .build()
 }
 
+impl Elb {
+    /// One DescribeTags call (at most [`TAGS_PER_CALL`] ARNs).
+    async fn tags_of(&self, chunk: &[TargetGroupArn]) -> Result<Vec<Tagged>, AwsError> {
+        const OP: &str = "elasticloadbalancing:DescribeTags";
+        let out = self
+            .client
+            .describe_tags()
+            .set_resource_arns(Some(chunk.iter().map(|a| a.as_str().to_owned()).collect()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(OP, format!("{} target groups", chunk.len()), &e))?;
+        let mut tagged = Vec::with_capacity(chunk.len());
+        for description in out.tag_descriptions() {
+            let Some(arn) = chunk
+                .iter()
+                .find(|a| Some(a.as_str()) == description.resource_arn())
+            else {
+                continue;
+            };
+            let tags = description
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            tagged.push((arn.clone(), tags));
+        }
+        Ok(tagged)
+    }
+}
+
 impl TargetGroups for Elb {
     async fn list(&self) -> Result<Vec<GroupInfo>, AwsError> {
         const OP: &str = "elasticloadbalancing:DescribeTargetGroups";
@@ -132,36 +167,22 @@ impl TargetGroups for Elb {
     }
 
     async fn tags(&self, arns: &[TargetGroupArn]) -> Result<Vec<Tagged>, AwsError> {
-        const OP: &str = "elasticloadbalancing:DescribeTags";
         let mut all = Vec::with_capacity(arns.len());
         for chunk in arns.chunks(TAGS_PER_CALL) {
-            let out = self
-                .client
-                .describe_tags()
-                .set_resource_arns(Some(chunk.iter().map(|a| a.as_str().to_owned()).collect()))
-                .send()
-                .await
-                .map_err(|e| {
-                    AwsError::from_sdk(OP, format!("{} target groups", chunk.len()), &e)
-                })?;
-            for description in out.tag_descriptions() {
-                let Some(arn) = chunk
-                    .iter()
-                    .find(|a| Some(a.as_str()) == description.resource_arn())
-                else {
-                    continue;
-                };
-                let tags = description
-                    .tags()
-                    .iter()
-                    .map(|t| {
-                        (
-                            t.key().unwrap_or_default().to_owned(),
-                            t.value().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect();
-                all.push((arn.clone(), tags));
+            match self.tags_of(chunk).await {
+                Ok(tagged) => all.extend(tagged),
+                // A group deleted since it was listed fails the whole call:
+                // ask one by one, and leave the deleted ones out.
+                Err(e) if e.is_code("TargetGroupNotFound") => {
+                    for arn in chunk {
+                        match self.tags_of(std::slice::from_ref(arn)).await {
+                            Ok(tagged) => all.extend(tagged),
+                            Err(e) if e.is_code("TargetGroupNotFound") => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(all)

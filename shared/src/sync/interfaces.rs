@@ -8,8 +8,10 @@
 //! - An interface VPC endpoint lists its interfaces in `DescribeVpcEndpoints`.
 
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 
 use aws_sdk_ec2::types::{Filter, NetworkInterface};
 use aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum;
@@ -32,23 +34,43 @@ pub trait Interfaces: Send + Sync {
 }
 
 /// [`Interfaces`] through EC2 (and ELB, to find a load balancer by name).
-#[derive(Clone)]
 pub struct Ec2Interfaces {
     ec2: aws_sdk_ec2::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// ALB names already looked up (an ALB keeps its ARN for life), so that
+    /// a warm function spends no Describe call on them. An entry is dropped
+    /// when its listing comes back empty: the ALB may have been replaced.
+    arns: Mutex<HashMap<String, String>>,
 }
 
 impl Ec2Interfaces {
     pub fn new(ec2: aws_sdk_ec2::Client, elb: aws_sdk_elasticloadbalancingv2::Client) -> Self {
-        Self { ec2, elb }
+        Self {
+            ec2,
+            elb,
+            arns: Mutex::default(),
+        }
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.arns.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The ALB's ARN: as given, or looked up by name.
     async fn alb_arn(&self, alb: &AlbRef) -> Result<String, AwsError> {
-        const OP: &str = "elasticloadbalancing:DescribeLoadBalancers";
         if let Some(arn) = &alb.arn {
             return Ok(arn.clone());
         }
+        if let Some(arn) = self.cached().get(&alb.name) {
+            return Ok(arn.clone());
+        }
+        let arn = self.look_up(alb).await?;
+        self.cached().insert(alb.name.clone(), arn.clone());
+        Ok(arn)
+    }
+
+    async fn look_up(&self, alb: &AlbRef) -> Result<String, AwsError> {
+        const OP: &str = "elasticloadbalancing:DescribeLoadBalancers";
         let out = self
             .elb
             .describe_load_balancers()
@@ -140,8 +162,13 @@ impl Interfaces for Ec2Interfaces {
                 "not an Application Load Balancer ARN",
             )
         })?;
-        self.addresses(Which::Description(description.clone()), &description)
-            .await
+        let addrs = self
+            .addresses(Which::Description(description.clone()), &description)
+            .await?;
+        if addrs.is_empty() {
+            self.cached().remove(&alb.name);
+        }
+        Ok(addrs)
     }
 
     async fn vpce_addresses(&self, id: &str) -> Result<BTreeSet<IpAddr>, AwsError> {

@@ -65,8 +65,9 @@ pub struct GroupPlan {
 }
 
 /// Can this mapping's absences count this run?
-fn certain(input: &Input<'_>) -> bool {
-    matches!(input.resolution, Resolution::Complete(_))
+fn certain(input: &Input<'_>, count_absences: bool) -> bool {
+    count_absences
+        && matches!(input.resolution, Resolution::Complete(_))
         && matches!(input.prior, Prior::Fresh | Prior::Valid(_))
 }
 
@@ -80,7 +81,9 @@ fn desired(input: &Input<'_>) -> BTreeSet<SocketAddr> {
         .collect()
 }
 
-pub fn plan_group(targets: &[Target], inputs: &[Input<'_>]) -> GroupPlan {
+/// `count_absences` off (the first sync at deploy time): register only; no
+/// countdown advances and nothing is deregistered.
+pub fn plan_group(targets: &[Target], inputs: &[Input<'_>], count_absences: bool) -> GroupPlan {
     let registered: BTreeSet<SocketAddr> = targets
         .iter()
         .filter(|t| !t.draining)
@@ -91,7 +94,7 @@ pub fn plan_group(targets: &[Target], inputs: &[Input<'_>]) -> GroupPlan {
     // A port on which some mapping is in doubt: no absence there counts.
     let doubtful_ports: BTreeSet<u16> = inputs
         .iter()
-        .filter(|i| !certain(i))
+        .filter(|i| !certain(i, count_absences))
         .map(|i| i.mapping.port)
         .collect();
 
@@ -131,7 +134,7 @@ pub fn plan_group(targets: &[Target], inputs: &[Input<'_>]) -> GroupPlan {
             Ownership::Exclusive => t.port() == m.port || !m.foreign_ports.contains(&t.port()),
             Ownership::Tracked => owned.contains(t),
         };
-        let counts = certain(input);
+        let counts = certain(input, count_absences);
         let pending: BTreeMap<SocketAddr, u32> = registered
             .difference(&wanted_by_any)
             .filter(|t| manages(t))
@@ -155,10 +158,8 @@ pub fn plan_group(targets: &[Target], inputs: &[Input<'_>]) -> GroupPlan {
                     .map(|(t, n)| (*n, *t, index)),
             );
         }
-        let seen = match (input.resolution, previous) {
-            (Resolution::Partial(_), Some(state)) => state.seen.union(addrs).copied().collect(),
-            _ => addrs.clone(),
-        };
+        // What the source said this run (a record, not used for decisions).
+        let seen = addrs.clone();
         plans.push(MappingPlan {
             register,
             intent: Some(SyncState {
@@ -291,6 +292,7 @@ mod tests {
                 resolution: r,
                 prior,
             }],
+            true,
         );
         (g.mappings[0].clone(), g)
     }
@@ -322,6 +324,7 @@ mod tests {
                     resolution: &r,
                     prior: &state[0],
                 }],
+                true,
             );
             if run == 1 {
                 assert_eq!(g.mappings[0].register, [sa(3, 80)]);
@@ -402,6 +405,7 @@ mod tests {
                     prior: &owned,
                 },
             ],
+            true,
         );
         assert_eq!(g.mappings[0], MappingPlan::default());
         assert!(g.deregister.is_empty(), "{g:?}");
@@ -440,6 +444,7 @@ mod tests {
                     prior: &Prior::Fresh,
                 },
             ],
+            true,
         );
         // 6 targets after registering two: 50% is 3.
         assert_eq!(g.deregister.len(), 3);
@@ -471,6 +476,7 @@ mod tests {
                     prior: &prior,
                 },
             ],
+            true,
         );
         assert!(g.deregister.is_empty());
         assert!(
@@ -478,6 +484,28 @@ mod tests {
                 .iter()
                 .all(|p| p.state.as_ref().unwrap().pending.is_empty())
         );
+    }
+
+    #[test]
+    fn without_counting_absences_nothing_is_deregistered() {
+        let m = mapping("a", 80, Ownership::Exclusive, 1, 100);
+        let prior = Prior::Valid(SyncState {
+            pending: BTreeMap::from([(sa(1, 80), 5)]),
+            ..SyncState::default()
+        });
+        let r = complete(&[2]);
+        let g = plan_group(
+            &reg(&[sa(1, 80)]),
+            &[Input {
+                mapping: &m,
+                resolution: &r,
+                prior: &prior,
+            }],
+            false,
+        );
+        assert_eq!(g.mappings[0].register, [sa(2, 80)]);
+        assert!(g.deregister.is_empty());
+        assert_eq!(g.mappings[0].state.as_ref().unwrap().pending[&sa(1, 80)], 5);
     }
 
     #[test]
@@ -597,7 +625,7 @@ mod tests {
         ) {
             let rs: Vec<Resolution> = s.iter().map(Step::resolution).collect();
             let ps = vec![long_missing(&group); ms.len()];
-            let g = plan_group(&group, &inputs(&ms, &rs, &ps));
+            let g = plan_group(&group, &inputs(&ms, &rs, &ps), true);
             let registering: BTreeSet<SocketAddr> =
                 g.mappings.iter().flat_map(|p| p.register.iter().copied()).collect();
             for (m, r) in ms.iter().zip(&rs) {
@@ -616,7 +644,7 @@ mod tests {
         ) {
             let rs: Vec<Resolution> = s.iter().map(Step::resolution).collect();
             let ps = vec![long_missing(&group); ms.len()];
-            let g = plan_group(&group, &inputs(&ms, &rs, &ps));
+            let g = plan_group(&group, &inputs(&ms, &rs, &ps), true);
             let gone: BTreeSet<SocketAddr> = g.deregister.iter().map(|t| t.addr).collect();
             for p in &g.mappings {
                 if let (Some(intent), Some(state)) = (&p.intent, &p.state) {
@@ -636,7 +664,7 @@ mod tests {
         ) {
             let rs: Vec<Resolution> = s.iter().map(Step::resolution).collect();
             let ps = vec![long_missing(&group); ms.len()];
-            let g = plan_group(&group, &inputs(&ms, &rs, &ps));
+            let g = plan_group(&group, &inputs(&ms, &rs, &ps), true);
             let registering: usize = g.mappings.iter().map(|p| p.register.len()).sum();
             let size = group.len() + registering;
             let pct = ms.iter().map(|m| usize::from(m.max_deregister_percent)).min().unwrap_or(0);
@@ -654,7 +682,7 @@ mod tests {
             let mut rs = vec![complete(&addrs); ms.len()];
             rs[0] = doubt;
             let ps = vec![prior; ms.len()];
-            let g = plan_group(&group, &inputs(&ms, &rs, &ps));
+            let g = plan_group(&group, &inputs(&ms, &rs, &ps), true);
             let port = ms[0].port;
             prop_assert!(g.deregister.iter().all(|d| d.addr.port() != port));
             for p in &g.mappings {
@@ -678,7 +706,7 @@ mod tests {
             for s in &steps {
                 let r = s.resolution();
                 listed.extend(r.addrs().into_iter().flatten().map(|ip| SocketAddr::new(*ip, 80)));
-                let g = plan_group(&group, &[Input { mapping: &m, resolution: &r, prior: &states[0] }]);
+                let g = plan_group(&group, &[Input { mapping: &m, resolution: &r, prior: &states[0] }], true);
                 for d in &g.deregister {
                     prop_assert!(!foreign.contains(&d.addr) || listed.contains(&d.addr),
                         "deregistered {} that it never registered nor saw listed", d.addr);
@@ -701,7 +729,7 @@ mod tests {
             for s in &steps {
                 let r = s.resolution();
                 let before = group.clone();
-                let g = plan_group(&group, &[Input { mapping: &m, resolution: &r, prior: &states[0] }]);
+                let g = plan_group(&group, &[Input { mapping: &m, resolution: &r, prior: &states[0] }], true);
                 if let Some(addrs) = r.addrs() {
                     let complete = matches!(r, Resolution::Complete(_));
                     for t in &before {

@@ -161,8 +161,12 @@ impl SyncReport {
             .collect()
     }
 
+    /// Failed mappings, counting a failed discovery as one (the tagged
+    /// groups it would have found are not synced).
     pub fn failed_mappings(&self) -> usize {
-        self.mappings.iter().filter(|m| m.error.is_some()).count() + self.bad_tags.len()
+        self.mappings.iter().filter(|m| m.error.is_some()).count()
+            + self.bad_tags.len()
+            + usize::from(self.discovery_error.is_some())
     }
 
     /// The per-run metrics (dimension `FunctionName`) and each mapping's.
@@ -203,12 +207,13 @@ fn mapping_data(r: &MappingReport, dry_run: bool) -> Vec<Datum> {
     }
     if let Some(targets) = r.targets {
         data.extend([
-            Datum::count("RegisteredTargets", &dims, targets),
             Datum::count("PendingDeregistrations", &dims, r.pending.len()),
             Datum::count("HeldBack", &dims, r.held_back.len()),
         ]);
         if !dry_run {
+            // The group as it is after the changes this run made.
             data.extend([
+                Datum::count("RegisteredTargets", &dims, targets),
                 Datum::count("Registrations", &dims, r.registered.len()),
                 Datum::count("Deregistrations", &dims, r.deregistered.len()),
             ]);

@@ -55,8 +55,6 @@ pub trait StateStore: Send + Sync {
         etag: &str,
         bytes: &[u8],
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
-
-    fn delete(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 /// [`StateStore`] in one S3 bucket.
@@ -176,16 +174,5 @@ impl StateStore for S3Store {
             .await
             .map_err(|e| AwsError::from_sdk("s3:PutObject", self.name(&aside), &e))?;
         Ok(self.name(&aside))
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), AwsError> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("s3:DeleteObject", self.name(key), &e))
     }
 }
