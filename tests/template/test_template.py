@@ -518,7 +518,7 @@ def test_the_environments_a_full_deployment_starts_the_binaries_with():
 
     envs = environments(render(), PARAMETERS, ATTRIBUTES)
     assert set(envs["TargetSyncFunction"]) == {"TAG_DISCOVERY", "TAG_PREFIX", "STATE_BUCKET", "STATE_PREFIX", "DNS_SERVERS",
-                                               "METRICS_NAMESPACE", "CW_METRIC_FLAG_IP_COUNT"}
+                                               "METRICS_NAMESPACE", "CW_METRIC_FLAG_IP_COUNT", "MAPPING_METRICS"}
     assert envs["TargetSyncFunction"]["TAG_PREFIX"] == "tether:" and envs["TargetSyncFunction"]["TAG_DISCOVERY"] == "true"
     assert set(envs["HealthCanaryFunction"]) == {"CANARY_TARGETS", "CANARY_ENDPOINTS", "PROBES_PER_INVOCATION",
                                                  "PROBE_INTERVAL_MS", "DNS_SERVERS", "METRICS_NAMESPACE"}

@@ -40,6 +40,8 @@ pub struct SyncConfig {
     /// Whether runs count absences (and so may deregister). Always on for
     /// the function; the first sync at deploy time only registers.
     pub count_absences: bool,
+    /// `MAPPING_METRICS`: the per-mapping metrics besides the per-run ones.
+    pub mapping_metrics: bool,
 }
 
 impl SyncConfig {
@@ -107,6 +109,7 @@ impl SyncConfig {
             dry_run: vars.boolean("DRY_RUN")?.unwrap_or(false),
             function_name: vars.get("AWS_LAMBDA_FUNCTION_NAME"),
             count_absences: true,
+            mapping_metrics: vars.boolean("MAPPING_METRICS")?.unwrap_or(true),
         })
     }
 }

@@ -162,7 +162,10 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         let mut report = self.sync(deadline).await;
         let deadline = tokio::time::Instant::from_std(deadline);
         if self.config.metrics.enabled {
-            let data = report.metric_data(self.config.function_name.as_deref());
+            let data = report.metric_data(
+                self.config.function_name.as_deref(),
+                self.config.mapping_metrics,
+            );
             let publish = self.metrics.publish(&self.config.metrics.namespace, &data);
             report.metrics_error = match timeout_at(deadline + PUBLISH_TIME, publish).await {
                 Ok(result) => result.err().map(|e| e.to_string()),

@@ -310,6 +310,7 @@ fn config(targets: Option<serde_json::Value>) -> SyncConfig {
         dry_run: false,
         function_name: Some("target-sync".into()),
         count_absences: true,
+        mapping_metrics: true,
     }
 }
 
@@ -377,6 +378,24 @@ async fn a_tagged_group_is_synced_and_an_untagged_one_is_left_alone() {
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80"]);
     assert_eq!(e.elb.now(TG2), ["10.0.0.8:80"]);
     assert_eq!(e.metrics.value("SyncedMappings"), [1.0]);
+    assert_eq!(e.metrics.value("RegisteredTargets"), [1.0]);
+}
+
+#[tokio::test]
+async fn mapping_metrics_off_keeps_only_the_per_run_ones() {
+    let mut groups = Groups::with(&[(TG, &[])]);
+    tags(&mut groups, TG, &[("tether:source", "dns:a.example.com")]);
+    let mut c = config(None);
+    c.mapping_metrics = false;
+    let e = engine(
+        c,
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        groups,
+    );
+    e.run(soon()).await;
+    assert_eq!(e.metrics.value("SyncedMappings"), [1.0]);
+    assert!(e.metrics.value("RegisteredTargets").is_empty());
 }
 
 #[tokio::test]

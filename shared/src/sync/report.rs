@@ -169,11 +169,13 @@ impl SyncReport {
             + usize::from(self.discovery_error.is_some())
     }
 
-    /// The per-run metrics (dimension `FunctionName`) and each mapping's.
-    pub fn metric_data(&self, function_name: Option<&str>) -> Vec<Datum> {
+    /// The per-run metrics (dimension `FunctionName`) and, with
+    /// `per_mapping`, each mapping's.
+    pub fn metric_data(&self, function_name: Option<&str>, per_mapping: bool) -> Vec<Datum> {
         let mut data: Vec<Datum> = self
             .mappings
             .iter()
+            .filter(|_| per_mapping)
             .flat_map(|m| mapping_data(m, self.dry_run))
             .collect();
         if let Some(name) = function_name {
