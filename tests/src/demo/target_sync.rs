@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::heading;
-use crate::aws::{LbKind, create_load_balancer};
+use crate::aws::{LbKind, create_alb_nodes, create_load_balancer, delete_interfaces, tag};
 use crate::dns::Answer;
 use crate::moto::BoxError;
 use crate::world::{World, ips, scheduled_event, state_key};
@@ -110,6 +110,74 @@ pub async fn run() -> Result<(), BoxError> {
     let key = state_key(&tg, &alb.dns_name, 80);
     if let Some(state) = w.state(&key).await? {
         println!("state object s3://tether-state/{key}:\n  {state}");
+    }
+    drop(f);
+    by_tag(&w, &alb.arn).await
+}
+
+/// The fleet way: a target group opts in by tag, and `alb:` reads the ALB's
+/// nodes from its network interfaces (created by hand here: moto gives an
+/// ALB none), every node at once, with no DNS in between.
+async fn by_tag(w: &World, alb_arn: &str) -> Result<(), BoxError> {
+    heading("target-sync: a target group opted in by tag, the ALB's nodes read from EC2");
+    let tg = w.target_group("orders-by-tag-443", 443).await?;
+    tag(
+        &w.elb,
+        &tg,
+        &[
+            ("tether:source", "alb:orders-alb"),
+            ("tether:deregister-after", "2"),
+        ],
+    )
+    .await?;
+    println!(
+        "target group  {tg}\n  tagged tether:source=alb:orders-alb, tether:deregister-after=2\n"
+    );
+    let nodes: Vec<String> = (1..=12)
+        .map(|n| format!("10.0.{}.{}", n % 2 + 1, 100 + n))
+        .collect();
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let ids = create_alb_nodes(&w.ec2, &w.network, alb_arn, &nodes).await?;
+    // No TARGETS: the function finds tagged groups at every run.
+    let f = w.spawn("target-sync", &w.env(&[])).await?;
+    for (n, what) in [
+        "12 node interfaces: all registered in one run",
+        "two nodes are gone: first absence",
+        "second absence: they go",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if n == 1 {
+            delete_interfaces(&w.ec2, &ids[..2]).await?;
+        }
+        let out = f
+            .invoke(scheduled_event(), Duration::from_secs(30))
+            .await?
+            .result;
+        println!("tick {}: {what}", n + 1);
+        match &out {
+            Ok(out) => {
+                let synced = out["mappings"].as_array().map_or(0, Vec::len);
+                let m = &out["mappings"][0];
+                println!("  groups synced {synced}, source {}", m["source"]);
+                println!(
+                    "  registered    {}",
+                    m["registered"].as_array().map_or(0, Vec::len)
+                );
+                if m["deregistered"].as_array().is_some_and(|a| !a.is_empty()) {
+                    println!("  deregistered  {}", list(&m["deregistered"]));
+                }
+                if m["pending"].as_object().is_some_and(|p| !p.is_empty()) {
+                    println!("  counting down {}", m["pending"]);
+                }
+            }
+            Err(e) => println!(
+                "  the run FAILED: {}",
+                e["errorMessage"].as_str().unwrap_or("?")
+            ),
+        }
+        println!("  target group  {} targets\n", w.targets(&tg).await?.len());
     }
     Ok(())
 }
