@@ -25,10 +25,11 @@ use tokio::time::timeout_at;
 use tracing::{error, info, warn};
 
 use super::config::SyncConfig;
+use super::groups::Target;
 use super::groups::{Elb, TargetGroups};
 use super::interfaces::{Ec2Interfaces, Interfaces};
 use super::mapping::{Mapping, Source, TargetGroupArn};
-use super::plan::{Input, plan_group, reset_only};
+use super::plan::{GroupPlan, Input, plan_group, reset_only};
 use super::report::{ErrorKind, GroupError, MappingError, MappingReport, SyncFailed, SyncReport};
 use super::source::{ObserveKey, Observed, observe, observe_key};
 use super::state::{Prior, StateError};
@@ -348,153 +349,167 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         reports: &mut [MappingReport],
         deadline: tokio::time::Instant,
     ) -> Result<(), MappingError> {
-        let dry_run = self.config.dry_run;
         let keys: Vec<String> = ms
             .iter()
-            .map(|m| state_key(&self.config.state.prefix, m, dry_run))
+            .map(|m| state_key(&self.config.state.prefix, m, self.config.dry_run))
             .collect();
-        // Intents this run wrote: (the state it planned from, the version it
-        // wrote). A re-plan starts again from that state, not from this run's
-        // own intent, so no countdown advances twice in one run.
-        let mut written: HashMap<usize, (Prior, Version)> = HashMap::new();
+        let mut written = Written::new();
         for attempt in 1..=2 {
-            // Bounded short of the deadline: a throttled read must leave time
-            // to keep what the sources proved.
-            let read = timeout_at(
-                deadline.checked_sub(RESET_RESERVE).unwrap_or(deadline),
-                self.elb.describe(arn),
-            )
-            .await;
-            let targets = match read {
-                Ok(Ok(targets)) => targets,
-                failed => {
-                    self.keep_resets(ms, views, &keys).await;
-                    return Err(match failed {
-                        Ok(Err(e)) => MappingError::aws(ErrorKind::Elb, &e),
-                        _ => MappingError::new(
-                            ErrorKind::Deadline,
-                            "reading the target group did not finish before the deadline",
-                        ),
-                    });
-                }
-            };
+            let targets = self.read_group(arn, ms, views, &keys, deadline).await?;
             let stored = self.load_all(ms, &keys, reports).await;
-            let planned_from: Vec<Prior> = stored
-                .iter()
-                .enumerate()
-                .map(|(i, l)| match written.get(&i) {
-                    Some((prior, version)) if *version == l.version => prior.clone(),
-                    _ => l.prior.clone(),
-                })
-                .collect();
-            let inputs: Vec<Input<'_>> = ms
-                .iter()
-                .zip(views)
-                .zip(&planned_from)
-                .map(|((m, o), prior)| Input {
-                    mapping: m,
-                    resolution: &o.resolution,
-                    prior,
+            let priors = written.priors(&stored);
+            let inputs: Vec<Input<'_>> = (0..ms.len())
+                .map(|i| Input {
+                    mapping: ms[i],
+                    resolution: &views[i].resolution,
+                    prior: &priors[i],
                 })
                 .collect();
             let plan = plan_group(&targets, &inputs, self.config.count_absences);
-            for (r, p) in reports.iter_mut().zip(&plan.mappings) {
-                if let Some(state) = &p.state {
-                    r.pending = state.pending.clone();
-                    r.held_back = p.held_back.clone();
-                    r.targets = Some(plan.registered_after);
-                }
-                if !p.held_back.is_empty() {
-                    warn!(target_group = %arn, held_back = ?p.held_back,
-                          "deregistrations held back by max_deregister_percent");
-                }
-            }
-
-            // Intents first: a conflict shows before the group is touched, and
-            // what this run registers is owned before it exists.
-            let mut versions = Vec::with_capacity(ms.len());
-            for (i, ((key, l), p)) in keys.iter().zip(&stored).zip(&plan.mappings).enumerate() {
-                let Some(intent) = p
-                    .intent
-                    .as_ref()
-                    .filter(|intent| !matches!(&l.prior, Prior::Valid(s) if s == *intent))
-                else {
-                    versions.push(l.version.clone());
-                    continue;
-                };
-                self.keep_aside(key, l).await?;
-                match self.store.save(key, intent, &l.version).await {
-                    Ok(version) => {
-                        let before = planned_from[i].clone();
-                        written.insert(i, (before, version.clone()));
-                        versions.push(version);
-                    }
-                    Err(SaveError::Conflict { .. }) if attempt == 1 => {
-                        warn!(
-                            key,
-                            "state changed under this run: re-reading and re-planning"
-                        );
-                        break;
-                    }
-                    Err(SaveError::Conflict { key }) => {
-                        return Err(MappingError::new(
-                            ErrorKind::StateConflict,
-                            format!(
-                                "state object {key} kept changing under this run; the next run takes over"
-                            ),
-                        ));
-                    }
-                    Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
-                }
-            }
-            if versions.len() < ms.len() {
+            report_plan(arn, &plan, reports);
+            // Intents first: a conflict shows before the group is touched,
+            // and what this run registers is owned before it exists.
+            let Some(versions) = self
+                .write_intents(&keys, &stored, &priors, &plan, &mut written, attempt)
+                .await?
+            else {
                 continue; // a conflict: plan again from what is there now
-            }
-            if dry_run {
+            };
+            if self.config.dry_run {
                 // Its own state is written; the group is not touched.
                 for (r, p) in reports.iter_mut().zip(&plan.mappings) {
-                    r.registered = p.register.clone();
-                    r.deregistered = p.deregister.clone();
+                    (r.registered, r.deregistered) = (p.register.clone(), p.deregister.clone());
                 }
                 return Ok(());
             }
+            self.change_group(arn, ms, &plan, reports).await?;
+            return self.write_final(&keys, &versions, &plan).await;
+        }
+        Ok(())
+    }
 
-            for ((m, p), r) in ms.iter().zip(&plan.mappings).zip(reports.iter_mut()) {
-                self.elb
-                    .register(arn, &p.register, m.availability_zone.as_deref())
-                    .await
-                    .map_err(|e| MappingError::aws(ErrorKind::Elb, &e))?;
-                r.registered = p.register.clone();
+    /// The group's targets, bounded short of the deadline: a throttled read
+    /// must leave time to keep what the sources proved.
+    async fn read_group(
+        &self,
+        arn: &TargetGroupArn,
+        ms: &[&Mapping],
+        views: &[&Observed],
+        keys: &[String],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Target>, MappingError> {
+        let until = deadline.checked_sub(RESET_RESERVE).unwrap_or(deadline);
+        let error = match timeout_at(until, self.elb.describe(arn)).await {
+            Ok(Ok(targets)) => return Ok(targets),
+            Ok(Err(e)) => MappingError::aws(ErrorKind::Elb, &e),
+            Err(_) => MappingError::new(
+                ErrorKind::Deadline,
+                "reading the target group did not finish before the deadline",
+            ),
+        };
+        self.keep_resets(ms, views, keys).await;
+        Err(error)
+    }
+
+    /// Writes each changed intent conditionally; `None` after a first
+    /// conflict (the caller re-plans), an error after a second.
+    async fn write_intents(
+        &self,
+        keys: &[String],
+        stored: &[Loaded],
+        priors: &[Prior],
+        plan: &GroupPlan,
+        written: &mut Written,
+        attempt: u32,
+    ) -> Result<Option<Vec<Version>>, MappingError> {
+        let mut versions = Vec::with_capacity(keys.len());
+        for (i, (key, l)) in keys.iter().zip(stored).enumerate() {
+            let intent = plan.mappings[i].intent.as_ref();
+            let Some(intent) = intent.filter(|t| !matches!(&l.prior, Prior::Valid(s) if s == *t))
+            else {
+                versions.push(l.version.clone());
+                continue;
+            };
+            self.keep_aside(key, l).await?;
+            match self.store.save(key, intent, &l.version).await {
+                Ok(version) => {
+                    written.insert(i, priors[i].clone(), version.clone());
+                    versions.push(version);
+                }
+                Err(SaveError::Conflict { .. }) if attempt == 1 => {
+                    warn!(
+                        key,
+                        "state changed under this run: re-reading and re-planning"
+                    );
+                    return Ok(None);
+                }
+                Err(SaveError::Conflict { key }) => {
+                    return Err(MappingError::new(
+                        ErrorKind::StateConflict,
+                        format!(
+                            "state object {key} kept changing under this run; the next run takes over"
+                        ),
+                    ));
+                }
+                Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
             }
+        }
+        Ok(Some(versions))
+    }
+
+    /// Registers (each mapping's new targets, with its zone), then
+    /// deregisters; the reports show each change once it is made.
+    async fn change_group(
+        &self,
+        arn: &TargetGroupArn,
+        ms: &[&Mapping],
+        plan: &GroupPlan,
+        reports: &mut [MappingReport],
+    ) -> Result<(), MappingError> {
+        let elb_error = |e: crate::aws::AwsError| MappingError::aws(ErrorKind::Elb, &e);
+        for ((m, p), r) in ms.iter().zip(&plan.mappings).zip(reports.iter_mut()) {
+            let zone = m.availability_zone.as_deref();
             self.elb
-                .deregister(arn, &plan.deregister)
+                .register(arn, &p.register, zone)
                 .await
-                .map_err(|e| MappingError::aws(ErrorKind::Elb, &e))?;
-            for (r, p) in reports.iter_mut().zip(&plan.mappings) {
-                r.deregistered = p.deregister.clone();
-            }
+                .map_err(elb_error)?;
+            r.registered = p.register.clone();
+        }
+        self.elb
+            .deregister(arn, &plan.deregister)
+            .await
+            .map_err(elb_error)?;
+        for (r, p) in reports.iter_mut().zip(&plan.mappings) {
+            r.deregistered = p.deregister.clone();
+        }
+        Ok(())
+    }
 
-            // The deregistered targets leave the state. Should this write be
-            // lost, the next run drops them anyway: they are no longer registered.
-            for ((key, version), p) in keys.iter().zip(&versions).zip(&plan.mappings) {
-                let (Some(intent), Some(state)) = (&p.intent, &p.state) else {
-                    continue;
-                };
-                if state == intent {
-                    continue;
-                }
-                match self.store.save(key, state, version).await {
-                    Ok(_) => {}
-                    Err(SaveError::Conflict { key }) => {
-                        warn!(
-                            key,
-                            "another run wrote the state after this run's changes; the next run reconciles"
-                        );
-                    }
-                    Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
-                }
+    /// The deregistered targets leave the state. Should this write be lost,
+    /// the next run drops them anyway: they are no longer registered.
+    async fn write_final(
+        &self,
+        keys: &[String],
+        versions: &[Version],
+        plan: &GroupPlan,
+    ) -> Result<(), MappingError> {
+        for ((key, version), p) in keys.iter().zip(versions).zip(&plan.mappings) {
+            let (Some(intent), Some(state)) = (&p.intent, &p.state) else {
+                continue;
+            };
+            if state == intent {
+                continue;
             }
-            return Ok(());
+            match self.store.save(key, state, version).await {
+                Ok(_) => {}
+                Err(SaveError::Conflict { key }) => {
+                    warn!(
+                        key,
+                        "another run wrote the state after this run's changes; the next run reconciles"
+                    );
+                }
+                Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
+            }
         }
         Ok(())
     }
@@ -593,6 +608,49 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
             {
                 warn!(key, error = %e, "could not keep the countdown resets");
             }
+        }
+    }
+}
+
+/// Intents this run wrote: the state each was planned from, and the version
+/// written. A re-plan starts again from that state, not from this run's own
+/// intent, so no countdown advances twice in one run.
+struct Written(HashMap<usize, (Prior, Version)>);
+
+impl Written {
+    fn new() -> Self {
+        Written(HashMap::new())
+    }
+
+    fn insert(&mut self, index: usize, planned_from: Prior, version: Version) {
+        self.0.insert(index, (planned_from, version));
+    }
+
+    /// What to plan from: the stored state, or, where it is still this
+    /// run's own intent, the state that intent was planned from.
+    fn priors(&self, stored: &[Loaded]) -> Vec<Prior> {
+        stored
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match self.0.get(&i) {
+                Some((prior, version)) if *version == l.version => prior.clone(),
+                _ => l.prior.clone(),
+            })
+            .collect()
+    }
+}
+
+/// What the plan will leave: countdowns, held-back targets, group size.
+fn report_plan(arn: &TargetGroupArn, plan: &GroupPlan, reports: &mut [MappingReport]) {
+    for (r, p) in reports.iter_mut().zip(&plan.mappings) {
+        if let Some(state) = &p.state {
+            r.pending = state.pending.clone();
+            r.held_back = p.held_back.clone();
+            r.targets = Some(plan.registered_after);
+        }
+        if !p.held_back.is_empty() {
+            warn!(target_group = %arn, held_back = ?p.held_back,
+                  "deregistrations held back by max_deregister_percent");
         }
     }
 }
