@@ -104,6 +104,18 @@ fn artifacts() -> Result<Section, BoxError> {
         ),
         None => s.row("`make build`", "not measured", "run `make build` before `make bench`"),
     }
+    match ec2_compile_time() {
+        Some((secs, file)) => s.row(
+            "aws-sdk-ec2 compile (release, codegen-units 16)",
+            format!("{secs:.0} s"),
+            &format!("the largest crate, from `cargo build --release --timings` ({file})"),
+        ),
+        None => s.row(
+            "aws-sdk-ec2 compile",
+            "not measured",
+            "run `cargo build --release --timings` on a build that compiles it",
+        ),
+    }
     for (logical, name) in [
         ("TargetSyncFunction", "target-sync"),
         ("HealthCanaryFunction", "health-canary"),
@@ -123,6 +135,37 @@ fn artifacts() -> Result<Section, BoxError> {
         }
     }
     Ok(s)
+}
+
+/// How long aws-sdk-ec2 took in the newest release `--timings` report of
+/// the shared target dir that compiled it.
+fn ec2_compile_time() -> Option<(f64, String)> {
+    let dir = std::path::PathBuf::from(std::env::var_os("CARGO_TARGET_DIR")?).join("cargo-timings");
+    let mut reports: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("cargo-timing-"))
+        })
+        .collect();
+    reports.sort();
+    reports.iter().rev().find_map(|path| {
+        let html = std::fs::read_to_string(path).ok()?;
+        if !html.contains("<td>Profile:</td><td>release</td>") {
+            return None;
+        }
+        let start = html.find("const UNIT_DATA = ")? + "const UNIT_DATA = ".len();
+        let end = start + html[start..].find("];")? + 1;
+        let units: serde_json::Value = serde_json::from_str(&html[start..end]).ok()?;
+        let ec2 = units
+            .as_array()?
+            .iter()
+            .find(|u| u["name"] == "aws-sdk-ec2")?;
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        Some((ec2["duration"].as_f64()?, name))
+    })
 }
 
 /// The machine the figures come from.
