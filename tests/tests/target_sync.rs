@@ -590,3 +590,48 @@ async fn answers_that_stay_full_never_count_a_target_down() -> R {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_object_from_a_newer_tether_or_too_large_is_refused_and_kept() -> R {
+    let w = World::start().await?;
+    let tg = w.target_group("refused", 80).await?;
+    w.register(&tg, "10.0.9.9", 80).await?;
+    w.answer(ALB, &["10.0.1.1"]);
+    let key = state_key(&tg, ALB, 80);
+    let f = w
+        .spawn(
+            "target-sync",
+            &w.env(&[("TARGETS", &targets_env(&[mapping(ALB, &tg, 80)]))]),
+        )
+        .await?;
+    let newer = br#"{"schema_version": 2, "targets": {"10.0.9.9:80": {"absent": 7}}}"#.to_vec();
+    let big = vec![b' '; 1024 * 1024 + 1];
+    for (body, expect) in [
+        (newer, "newer tether"),
+        (big, "more than a state object may hold"),
+    ] {
+        w.s3.put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .body(body.clone().into())
+            .send()
+            .await?;
+        let error = tick(&f)
+            .await?
+            .err()
+            .ok_or("a refused state fails the run")?;
+        let message = error["errorMessage"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(expect) && message.contains(&key),
+            "{message}"
+        );
+        let kept = w.s3.get_object().bucket(BUCKET).key(&key).send().await?;
+        assert_eq!(
+            kept.body.collect().await?.into_bytes().to_vec(),
+            body,
+            "never overwritten"
+        );
+        assert_eq!(w.targets(&tg).await?, ["10.0.9.9:80"], "nothing changed");
+    }
+    Ok(())
+}

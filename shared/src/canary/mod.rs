@@ -172,16 +172,20 @@ pub async fn fetch_targets(sdk: &SdkConfig, uri: config::S3Uri) -> Result<String
         .map_err(|e| {
             crate::aws::AwsError::from_sdk("s3:GetObject", uri.to_string(), &e).to_string()
         })?;
+    let too_large = || format!("the object is larger than {MAX} bytes");
     if out.content_length().unwrap_or(0) > MAX {
-        return Err(format!("the object is larger than {MAX} bytes"));
+        return Err(too_large());
     }
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .map_err(|e| format!("reading the body: {e}"))?
-        .into_bytes();
-    String::from_utf8(bytes.to_vec()).map_err(|_| "the object is not UTF-8 text".to_owned())
+    // Read in chunks, and never past the bound, whatever the header said.
+    let mut body = out.body;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        bytes.extend_from_slice(&chunk.map_err(|e| format!("reading the body: {e}"))?);
+        if bytes.len() as i64 > MAX {
+            return Err(too_large());
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| "the object is not UTF-8 text".to_owned())
 }
 
 impl AwsCanary {

@@ -110,12 +110,23 @@ impl StateStore for S3Store {
                 unusable: None,
             });
         }
-        let bytes = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| AwsError::new(OP, self.name(key), format!("reading the body: {e}")))?
-            .into_bytes();
+        // Read in chunks, and never past the bound, whatever the header said.
+        let mut body = output.body;
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk
+                .map_err(|e| AwsError::new(OP, self.name(key), format!("reading the body: {e}")))?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > MAX_STATE_BYTES {
+                return Ok(Loaded {
+                    prior: Prior::Refused(StateError::TooLarge {
+                        size: bytes.len() as u64,
+                    }),
+                    version: Version::ETag(etag),
+                    unusable: None,
+                });
+            }
+        }
         let prior = Prior::from_decoded(SyncState::decode(&bytes));
         let unusable = matches!(prior, Prior::Corrupt(_)).then(|| bytes.to_vec());
         Ok(Loaded {
