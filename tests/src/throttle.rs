@@ -39,16 +39,31 @@ pub struct Counts {
 }
 
 struct Bucket {
+    size: f64,
+    refill: f64,
     tokens: f64,
     at: Instant,
     counts: Counts,
 }
 
 impl Bucket {
+    fn full(size: f64, refill: f64) -> Self {
+        Bucket {
+            size,
+            refill,
+            tokens: size,
+            at: Instant::now(),
+            counts: Counts::default(),
+        }
+    }
+
     fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * REFILL_PER_SECOND;
-        self.tokens = (self.tokens + refill).min(BUCKET_SIZE);
+        self.take_at(Instant::now())
+    }
+
+    fn take_at(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.refill;
+        self.tokens = (self.tokens + refill).min(self.size);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -68,15 +83,21 @@ pub struct ThrottlingProxy {
 }
 
 impl ThrottlingProxy {
-    /// `upstream`: `http://127.0.0.1:PORT` (the emulator).
+    /// ELB's documented bucket in front of `upstream` (`http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> Result<ThrottlingProxy, BoxError> {
+        Self::start_with(upstream, BUCKET_SIZE, REFILL_PER_SECOND).await
+    }
+
+    /// A bucket of `size` tokens refilled at `refill` per second: a test
+    /// makes it small, so that throttling happens however fast the emulator is.
+    pub async fn start_with(
+        upstream: &str,
+        size: f64,
+        refill: f64,
+    ) -> Result<ThrottlingProxy, BoxError> {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let addr = listener.local_addr()?;
-        let bucket = Arc::new(Mutex::new(Bucket {
-            tokens: BUCKET_SIZE,
-            at: Instant::now(),
-            counts: Counts::default(),
-        }));
+        let bucket = Arc::new(Mutex::new(Bucket::full(size, refill)));
         let upstream: Arc<str> = upstream.trim_end_matches('/').into();
         let task = tokio::spawn({
             let bucket = Arc::clone(&bucket);
@@ -119,11 +140,7 @@ impl ThrottlingProxy {
     /// Starts counting afresh with a full bucket.
     pub fn reset(&self) {
         let mut b = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        *b = Bucket {
-            tokens: BUCKET_SIZE,
-            at: Instant::now(),
-            counts: Counts::default(),
-        };
+        *b = Bucket::full(b.size, b.refill);
     }
 }
 
@@ -223,17 +240,22 @@ mod tests {
 
     #[test]
     fn the_bucket_holds_forty_then_refills_at_ten_per_second() {
-        let mut b = Bucket {
-            tokens: BUCKET_SIZE,
-            at: Instant::now(),
-            counts: Counts::default(),
-        };
-        let granted = (0..41).filter(|_| b.take()).count();
-        assert!(granted == 40 || granted == 41, "{granted}");
-        assert!(b.counts.throttled <= 1);
-        b.at -= Duration::from_millis(500);
-        b.tokens = 0.0;
-        assert!(b.take(), "half a second refills five tokens");
-        assert_eq!((b.tokens + 0.01).floor(), 4.0);
+        let mut b = Bucket::full(BUCKET_SIZE, REFILL_PER_SECOND);
+        let t0 = b.at;
+        let granted = (0..41).filter(|_| b.take_at(t0)).count();
+        assert_eq!(granted, 40);
+        assert_eq!(
+            b.counts,
+            Counts {
+                describes: 40,
+                throttled: 1
+            }
+        );
+        let half = t0 + Duration::from_millis(500);
+        assert_eq!(
+            (0..6).filter(|_| b.take_at(half)).count(),
+            5,
+            "half a second refills five"
+        );
     }
 }

@@ -240,10 +240,11 @@ async fn two_mappings_on_one_group_share_its_guard() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_describe_calls_slow_a_run_down_but_fail_no_mapping() -> R {
-    // moto never throttles: a proxy in the test support code enforces ELB's
-    // documented Describe bucket (40, refilled at 10 per second).
+    // moto never throttles: a proxy in the test support code enforces a
+    // Describe bucket like ELB's, made small (10, refilled at 2 per second) so
+    // that 45 Describe calls are throttled however fast the emulator is.
     let w = World::start().await?;
-    let groups = 80;
+    let groups = 40;
     let mut arns = Vec::new();
     for i in 0..groups {
         let name = format!("internal-svc{i}-1.us-east-1.elb.amazonaws.com");
@@ -252,7 +253,8 @@ async fn throttled_describe_calls_slow_a_run_down_but_fail_no_mapping() -> R {
         w.answer(&name, &[&format!("10.1.0.{}", i + 1)]);
         arns.push(tg);
     }
-    let proxy = tether_tests::throttle::ThrottlingProxy::start(&w.moto.endpoint()).await?;
+    let proxy =
+        tether_tests::throttle::ThrottlingProxy::start_with(&w.moto.endpoint(), 10.0, 2.0).await?;
     let f = w
         .spawn(
             "target-sync",

@@ -116,6 +116,10 @@ pub struct Dispatcher<H> {
     allow_insecure: bool,
 }
 
+/// Of a resource's ServiceTimeout, what is kept back for the time the event
+/// spent before the handler saw it.
+pub const SERVICE_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
+
 /// `ServiceTimeout` (seconds, 1 to 3600) from the resource's properties.
 pub fn service_timeout(properties: &Value) -> Option<Duration> {
     let value = properties.get("ServiceTimeout")?;
@@ -161,9 +165,13 @@ impl<H: Handler> Dispatcher<H> {
         let request = Request::parse(payload)
             .inspect_err(|e| error!(error = %e, "event cannot be answered"))?;
         // CloudFormation stops waiting after the resource's ServiceTimeout,
-        // counted from when it sent the event: answer before that too.
+        // counted from when it sent the event: answer before that too. The
+        // event may have waited (in the queue, for a cold start) before it
+        // got here, so part of the limit is kept back.
         let deadline = match service_timeout(&request.properties) {
-            Some(limit) => deadline.min(Instant::now() + limit),
+            Some(limit) => {
+                deadline.min(Instant::now() + limit.saturating_sub(SERVICE_TIMEOUT_MARGIN))
+            }
             None => deadline,
         };
         let span = info_span!(

@@ -137,8 +137,13 @@ pub struct Clients<'a> {
 /// new DNS record becoming visible (NXDOMAIN).
 const PATIENT_CODES: [&str; 3] = ["AccessDenied", "UnauthorizedOperation", "NXDOMAIN"];
 const FIRST_WAIT: Duration = Duration::from_secs(2);
-/// Kept after the last sync to undo a failed Create's registrations.
+/// Kept after the last sync to undo a failed Create's registrations: this
+/// much, or a quarter of the time left when that is less.
 const UNDO_RESERVE: Duration = Duration::from_secs(20);
+/// Once some mappings synced, how long the others are waited for: a name
+/// or a policy of this stack appears within it; another team's broken group
+/// would otherwise hold every deploy until its timeout.
+const PATIENCE_WITH_PROGRESS: Duration = Duration::from_secs(60);
 const MAX_WAIT: Duration = Duration::from_secs(16);
 /// Time kept for a last attempt and the answer when retrying.
 const RESERVE: Duration = Duration::from_secs(30);
@@ -171,6 +176,7 @@ where
 {
     let mut wait = FIRST_WAIT;
     let mut registered = Registered::new();
+    let started = Instant::now();
     loop {
         let report = engine.sync(deadline.into_std()).await;
         for m in &report.mappings {
@@ -179,7 +185,9 @@ where
                 .or_default()
                 .extend(m.registered.iter().copied());
         }
-        if !waits_for_time(&report) || Instant::now() + wait + RESERVE > deadline {
+        let progress = report.mappings.iter().any(|m| m.error.is_none());
+        let patient = !progress || started.elapsed() < PATIENCE_WITH_PROGRESS;
+        if !waits_for_time(&report) || !patient || Instant::now() + wait + RESERVE > deadline {
             return (report, registered);
         }
         warn!(
@@ -206,14 +214,17 @@ pub async fn apply(
         store: S3Store::new(clients.s3.clone(), props.config.state.bucket.clone()),
         metrics: Unpublished,
     };
-    let sync_deadline = deadline.checked_sub(UNDO_RESERVE).unwrap_or(deadline);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let sync_deadline = deadline
+        .checked_sub(UNDO_RESERVE.min(left / 4))
+        .unwrap_or(deadline);
     let (report, registered) = run_patiently(&engine, sync_deadline).await;
     let failures = report.failures();
     let synced = report.mappings.iter().filter(|m| m.error.is_none()).count();
     if !failures.is_empty() && (synced == 0 || report.discovery_error.is_some()) {
         let mut why = format!("sync failed: {}", failures.join("; "));
         if creating {
-            why.push_str(&undo_registrations(clients.elb, &registered).await);
+            why.push_str(&undo_registrations(clients.elb, &registered, deadline).await);
         }
         return Err(Failure(why));
     }
@@ -254,12 +265,16 @@ pub async fn apply(
     })
 }
 
-/// A failed Create leaves nothing behind: deregisters what it registered.
-async fn undo_registrations(elb: &Elb, registered: &Registered) -> String {
+/// A failed Create leaves nothing behind: deregisters what it registered,
+/// group by group, until shortly before `deadline`.
+async fn undo_registrations(elb: &Elb, registered: &Registered, deadline: Instant) -> String {
+    let until = deadline
+        .checked_sub(Duration::from_secs(1))
+        .unwrap_or(deadline);
     let mut undone = 0;
     let mut problems = Vec::new();
     for (arn, addrs) in registered.iter().filter(|(_, a)| !a.is_empty()) {
-        let result = async {
+        let undo = async {
             let targets: Vec<_> = elb
                 .describe(arn)
                 .await?
@@ -268,16 +283,24 @@ async fn undo_registrations(elb: &Elb, registered: &Registered) -> String {
                 .collect();
             elb.deregister(arn, &targets).await.map(|()| targets.len())
         };
-        match result.await {
-            Ok(n) => undone += n,
-            Err(e) => problems.push(e.to_string()),
+        match tokio::time::timeout_at(until, undo).await {
+            Ok(Ok(n)) => undone += n,
+            Ok(Err(e)) => problems.push(e.to_string()),
+            Err(_) => problems.push(format!(
+                "{arn}: no time left (still registered: {})",
+                addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
     match (undone, problems.is_empty()) {
         (0, true) => String::new(),
         (n, true) => format!("; deregistered the {n} targets this sync had registered"),
-        (_, false) => format!(
-            "; could not deregister the targets this sync registered: {}",
+        (n, false) => format!(
+            "; deregistered {n} of the targets this sync registered, but not all: {}",
             problems.join("; ")
         ),
     }

@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 
 use super::config::SyncConfig;
 use super::groups::Target;
-use super::groups::{Elb, TargetGroups};
+use super::groups::{BATCH, Elb, TargetGroups};
 use super::interfaces::{Ec2Interfaces, Interfaces};
 use super::mapping::{Mapping, Source, TargetGroupArn};
 use super::plan::{GroupPlan, Input, plan_group, reset_only};
@@ -206,23 +206,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         let mut mappings: Vec<MappingReport> = futures_util::stream::iter(groups)
             .map(|(arn, ms)| {
                 let observed = &observed;
-                async move {
-                    let sync = self.sync_group(arn, &ms, observed, deadline);
-                    match timeout_at(deadline, sync).await {
-                        Ok(reports) => reports,
-                        Err(_) => ms
-                            .iter()
-                            .map(|m| {
-                                let mut r = MappingReport::new(m, observed.get(&observe_key(m)));
-                                r.fail(MappingError::new(
-                                    ErrorKind::Deadline,
-                                    "did not finish before the Lambda deadline; the next run takes over",
-                                ));
-                                r
-                            })
-                            .collect(),
-                    }
-                }
+                async move { self.sync_group(arn, &ms, observed, deadline).await }
             })
             .buffer_unordered(CONCURRENT_GROUPS)
             .flat_map(futures_util::stream::iter)
@@ -330,10 +314,22 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                 r
             })
             .collect();
-        if let Err(e) = self.apply(arn, ms, &views, &mut reports, deadline).await {
-            for r in &mut reports {
-                r.fail(e.clone());
-            }
+        // Bounded here, so that what was done before the deadline (the
+        // registrations already made) stays in the reports.
+        let applied = timeout_at(
+            deadline,
+            self.apply(arn, ms, &views, &mut reports, deadline),
+        );
+        let error = match applied.await {
+            Ok(Ok(())) => return reports,
+            Ok(Err(e)) => e,
+            Err(_) => MappingError::new(
+                ErrorKind::Deadline,
+                "did not finish before the Lambda deadline; the next run takes over",
+            ),
+        };
+        for r in &mut reports {
+            r.fail(error.clone());
         }
         reports
     }
@@ -466,21 +462,27 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         plan: &GroupPlan,
         reports: &mut [MappingReport],
     ) -> Result<(), MappingError> {
+        // Batch by batch, so that a failure half-way reports what was made.
         let elb_error = |e: crate::aws::AwsError| MappingError::aws(ErrorKind::Elb, &e);
         for ((m, p), r) in ms.iter().zip(&plan.mappings).zip(reports.iter_mut()) {
             let zone = m.availability_zone.as_deref();
-            self.elb
-                .register(arn, &p.register, zone)
-                .await
-                .map_err(elb_error)?;
-            r.registered = p.register.clone();
+            for batch in p.register.chunks(BATCH) {
+                self.elb
+                    .register(arn, batch, zone)
+                    .await
+                    .map_err(elb_error)?;
+                r.registered.extend_from_slice(batch);
+            }
         }
-        self.elb
-            .deregister(arn, &plan.deregister)
-            .await
-            .map_err(elb_error)?;
-        for (r, p) in reports.iter_mut().zip(&plan.mappings) {
-            r.deregistered = p.deregister.clone();
+        for batch in plan.deregister.chunks(BATCH) {
+            self.elb.deregister(arn, batch).await.map_err(elb_error)?;
+            for (r, p) in reports.iter_mut().zip(&plan.mappings) {
+                let gone = p
+                    .deregister
+                    .iter()
+                    .filter(|t| batch.iter().any(|b| b.addr == **t));
+                r.deregistered.extend(gone);
+            }
         }
         Ok(())
     }

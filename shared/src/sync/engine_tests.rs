@@ -77,6 +77,8 @@ struct Groups {
     tags: BTreeMap<String, Vec<(String, String)>>,
     /// Groups whose DescribeTargetHealth fails.
     broken: BTreeSet<String>,
+    /// DeregisterTargets never answers.
+    hang_deregister: bool,
 }
 
 impl Groups {
@@ -164,6 +166,9 @@ impl TargetGroups for Groups {
     }
 
     async fn deregister(&self, arn: &TargetGroupArn, targets: &[Target]) -> Result<(), AwsError> {
+        if self.hang_deregister {
+            std::future::pending::<()>().await;
+        }
         let mut all = self.targets.lock().expect("lock");
         let group = all.entry(arn.to_string()).or_default();
         group.retain(|t| !targets.iter().any(|d| d.addr == t.addr));
@@ -695,4 +700,27 @@ async fn a_re_plan_after_a_conflict_never_counts_an_absence_twice() {
         "one absence, counted once"
     );
     assert!(e.elb.now(TG).contains(&stale.to_string()));
+}
+
+#[tokio::test]
+async fn a_group_cut_off_by_the_deadline_reports_what_it_registered() {
+    let targets = serde_json::json!([{"dns_name": "a.example.com", "target_group_arn": TG, "port": 80,
+        "deregister_after": 1, "max_deregister_percent": 100}]);
+    let mut groups = Groups::with(&[(TG, &["10.0.0.9:80"])]);
+    groups.hang_deregister = true;
+    let e = engine(
+        config(Some(targets)),
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        groups,
+    );
+    let report = e.sync(Instant::now() + Duration::from_millis(300)).await;
+    let m = &report.mappings[0];
+    assert_eq!(m.error.as_ref().map(|e| e.kind), Some(ErrorKind::Deadline));
+    assert_eq!(
+        m.registered,
+        ["10.0.0.1:80".parse::<SocketAddr>().expect("sa")],
+        "made, so reported"
+    );
+    assert!(m.deregistered.is_empty(), "not made, so not reported");
 }
