@@ -35,6 +35,35 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// An S3 object's body, read in chunks and never past a bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bounded {
+    Read(Vec<u8>),
+    /// More than the bound: its size as far as it was known or read.
+    TooLarge(u64),
+}
+
+/// Reads a GetObject answer's body, at most `max` bytes: an object that
+/// says it is larger is not read, and one that does not say is cut off.
+pub async fn read_bounded(
+    output: aws_sdk_s3::operation::get_object::GetObjectOutput,
+    max: u64,
+) -> Result<Bounded, String> {
+    let size = output.content_length().unwrap_or(0).max(0) as u64;
+    if size > max {
+        return Ok(Bounded::TooLarge(size));
+    }
+    let mut body = output.body;
+    let mut bytes = Vec::with_capacity(size as usize);
+    while let Some(chunk) = body.next().await {
+        bytes.extend_from_slice(&chunk.map_err(|e| format!("reading the body: {e}"))?);
+        if bytes.len() as u64 > max {
+            return Ok(Bounded::TooLarge(bytes.len() as u64));
+        }
+    }
+    Ok(Bounded::Read(bytes))
+}
+
 /// A failed AWS call, naming the operation and the resource it was about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{operation} on {resource}: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]

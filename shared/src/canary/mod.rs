@@ -162,7 +162,7 @@ pub type AwsCanary = Canary<CloudWatch>;
 
 /// Reads `CANARY_TARGETS_S3_URI`'s object (at most 1 MiB) at cold start.
 pub async fn fetch_targets(sdk: &SdkConfig, uri: config::S3Uri) -> Result<String, String> {
-    const MAX: i64 = 1024 * 1024;
+    const MAX: u64 = 1024 * 1024;
     let out = crate::aws::s3_client(sdk)
         .get_object()
         .bucket(&uri.bucket)
@@ -172,19 +172,12 @@ pub async fn fetch_targets(sdk: &SdkConfig, uri: config::S3Uri) -> Result<String
         .map_err(|e| {
             crate::aws::AwsError::from_sdk("s3:GetObject", uri.to_string(), &e).to_string()
         })?;
-    let too_large = || format!("the object is larger than {MAX} bytes");
-    if out.content_length().unwrap_or(0) > MAX {
-        return Err(too_large());
-    }
-    // Read in chunks, and never past the bound, whatever the header said.
-    let mut body = out.body;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.next().await {
-        bytes.extend_from_slice(&chunk.map_err(|e| format!("reading the body: {e}"))?);
-        if bytes.len() as i64 > MAX {
-            return Err(too_large());
+    let bytes = match crate::aws::read_bounded(out, MAX).await? {
+        crate::aws::Bounded::Read(bytes) => bytes,
+        crate::aws::Bounded::TooLarge(_) => {
+            return Err(format!("the object is larger than {MAX} bytes"));
         }
-    }
+    };
     String::from_utf8(bytes).map_err(|_| "the object is not UTF-8 text".to_owned())
 }
 

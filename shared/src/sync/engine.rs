@@ -549,7 +549,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                 Err(e) => {
                     r.fail(MappingError::aws(ErrorKind::S3, &e));
                     Loaded {
-                        prior: Prior::Refused(StateError::Invalid(e.to_string())),
+                        prior: Prior::Refused(StateError::Unreadable(e.to_string())),
                         version: Version::Absent,
                         unusable: None,
                     }

@@ -51,6 +51,9 @@ pub enum StateError {
     Newer { found: u32 },
     #[error("{size} bytes is more than a state object may hold ({MAX_STATE_BYTES} bytes)")]
     TooLarge { size: u64 },
+    /// S3 did not give the object: nothing is known about it.
+    #[error("could not be read: {0}")]
+    Unreadable(String),
     #[error("pending count of {target} is 0")]
     ZeroCount { target: SocketAddr },
 }
@@ -67,7 +70,10 @@ struct VersionOnly {
 impl StateError {
     /// Unusable state is rebuilt; refused state stops the mapping untouched.
     pub fn refuses(&self) -> bool {
-        matches!(self, StateError::Newer { .. } | StateError::TooLarge { .. })
+        matches!(
+            self,
+            StateError::Newer { .. } | StateError::TooLarge { .. } | StateError::Unreadable(_)
+        )
     }
 }
 

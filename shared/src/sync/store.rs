@@ -7,7 +7,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::state::{MAX_STATE_BYTES, Prior, StateError, SyncState};
-use crate::aws::AwsError;
+use crate::aws::{AwsError, Bounded, read_bounded};
 
 /// The version of a state object a run read, for the conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,33 +102,21 @@ impl StateStore for S3Store {
             return Err(AwsError::new(OP, self.name(key), "response has no ETag"));
         };
         // Bounded: the body of an object too large is never read.
-        let size = output.content_length().unwrap_or(0).max(0) as u64;
-        if size > MAX_STATE_BYTES {
-            return Ok(Loaded {
-                prior: Prior::Refused(StateError::TooLarge { size }),
-                version: Version::ETag(etag),
-                unusable: None,
-            });
-        }
-        // Read in chunks, and never past the bound, whatever the header said.
-        let mut body = output.body;
-        let mut bytes = Vec::with_capacity(size as usize);
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| AwsError::new(OP, self.name(key), format!("reading the body: {e}")))?;
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > MAX_STATE_BYTES {
+        let bytes = match read_bounded(output, MAX_STATE_BYTES)
+            .await
+            .map_err(|e| AwsError::new(OP, self.name(key), e))?
+        {
+            Bounded::Read(bytes) => bytes,
+            Bounded::TooLarge(size) => {
                 return Ok(Loaded {
-                    prior: Prior::Refused(StateError::TooLarge {
-                        size: bytes.len() as u64,
-                    }),
+                    prior: Prior::Refused(StateError::TooLarge { size }),
                     version: Version::ETag(etag),
                     unusable: None,
                 });
             }
-        }
+        };
         let prior = Prior::from_decoded(SyncState::decode(&bytes));
-        let unusable = matches!(prior, Prior::Corrupt(_)).then(|| bytes.to_vec());
+        let unusable = matches!(prior, Prior::Corrupt(_)).then(|| bytes.clone());
         Ok(Loaded {
             prior,
             version: Version::ETag(etag),
