@@ -57,6 +57,8 @@ build: $(LINT_VENV)/.build-tools ## sam build: the three arm64 bootstrap artifac
 lint: lint-rust lint-template ## Every static check: Rust and the template.
 
 lint-rust: ## rustfmt and clippy, warnings are errors.
+	@# A fresh toolchain may lack the components; a no-op when they are there.
+	if command -v rustup >/dev/null; then rustup component add rustfmt clippy 2>/dev/null || true; fi
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
