@@ -2,7 +2,8 @@
 //! limit, which moto does not: Describe calls share a bucket of 40 tokens
 //! per account and region, refilled at 10 per second. A Describe call that
 //! finds the bucket empty is answered `400 Throttling`, as ELB answers it.
-//! Every other request (S3, EC2, CloudWatch, ELB writes) passes through.
+//! Every other request (S3, EC2, CloudWatch, ELB writes) passes through;
+//! CloudWatch `PutMetricData` calls and the values they carry are counted.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,6 +37,10 @@ pub struct Counts {
     pub describes: usize,
     /// ELB Describe calls answered `Throttling`.
     pub throttled: usize,
+    /// CloudWatch `PutMetricData` calls.
+    pub metric_calls: usize,
+    /// Values those calls carried (one per metric datum and value).
+    pub metric_values: usize,
 }
 
 struct Bucket {
@@ -150,6 +155,22 @@ impl Drop for ThrottlingProxy {
     }
 }
 
+/// The values a CloudWatch `PutMetricData` call (awsQuery: signed for
+/// `monitoring`, `Action=PutMetricData`) carries; `None` for any other call.
+fn metric_values(authorization: Option<&str>, body: &[u8]) -> Option<usize> {
+    let monitoring = authorization.is_some_and(|a| a.contains("/monitoring/aws4_request"));
+    let mut pairs = body.split(|b| *b == b'&');
+    if !monitoring || !pairs.clone().any(|pair| pair == b"Action=PutMetricData") {
+        return None;
+    }
+    let is_value = |pair: &[u8]| {
+        let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
+        key.starts_with(b"MetricData.member.")
+            && (key.ends_with(b".Value") || key.windows(15).any(|w| w == b".Values.member."))
+    };
+    Some(pairs.by_ref().filter(|pair| is_value(pair)).count())
+}
+
 /// An ELB Describe call: signed for `elasticloadbalancing`, `Action=Describe…`.
 fn is_elb_describe(authorization: Option<&str>, body: &[u8]) -> bool {
     let elb = authorization.is_some_and(|a| a.contains("/elasticloadbalancing/aws4_request"));
@@ -174,6 +195,11 @@ async fn relay(
         .headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if let Some(values) = metric_values(authorization, &body) {
+        let mut b = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        b.counts.metric_calls += 1;
+        b.counts.metric_values += values;
+    }
     if is_elb_describe(authorization, &body)
         && !bucket.lock().unwrap_or_else(PoisonError::into_inner).take()
     {
@@ -239,6 +265,23 @@ mod tests {
     }
 
     #[test]
+    fn put_metric_data_values_are_counted() {
+        let cw = "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/monitoring/aws4_request";
+        let body = b"Action=PutMetricData&Version=2010-08-01&Namespace=Tether\
+            &MetricData.member.1.MetricName=A&MetricData.member.1.Values.member.1=1\
+            &MetricData.member.1.Counts.member.1=1&MetricData.member.2.MetricName=B\
+            &MetricData.member.2.Values.member.1=0&MetricData.member.2.Values.member.2=3";
+        assert_eq!(metric_values(Some(cw), body), Some(3));
+        assert_eq!(
+            metric_values(Some(cw), b"Action=ListMetrics&Namespace=Tether"),
+            None
+        );
+        let elb =
+            "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/elasticloadbalancing/aws4_request";
+        assert_eq!(metric_values(Some(elb), body), None);
+    }
+
+    #[test]
     fn the_bucket_holds_forty_then_refills_at_ten_per_second() {
         let mut b = Bucket::full(BUCKET_SIZE, REFILL_PER_SECOND);
         let t0 = b.at;
@@ -248,7 +291,8 @@ mod tests {
             b.counts,
             Counts {
                 describes: 40,
-                throttled: 1
+                throttled: 1,
+                ..Counts::default()
             }
         );
         let half = t0 + Duration::from_millis(500);

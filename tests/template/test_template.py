@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from evaluate import conditions, created, worst_case_text
+from evaluate import conditions, created, value_of, worst_case_text
 from render import PARAMETERS, ROOT, load, render
 
 BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
@@ -25,7 +25,9 @@ STAR_OK = {
 }
 REGISTER = {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
 # What target-sync publishes per run (dimension FunctionName), as in /work/notes/contract.md.
-PER_RUN_METRICS = {"FailedMappings", "SyncedMappings", "SaturatedMappings", "HeldBackTargets"}
+# The fleet totals: a fixed set whatever the number of target groups.
+PER_RUN_METRICS = {"FailedMappings", "SyncedGroups", "SaturatedMappings", "HeldBackTargets", "PendingDeregistrations",
+                   "Registrations", "Deregistrations"}
 
 
 @pytest.fixture(scope="module")
@@ -525,3 +527,26 @@ def test_the_environments_a_full_deployment_starts_the_binaries_with():
     from_s3 = {**PARAMETERS, "CanaryTargets": "", "CanaryTargetsS3Uri": "s3://b0/endpoints.json"}
     canary = environments(render(from_s3), from_s3, ATTRIBUTES)["HealthCanaryFunction"]
     assert canary["CANARY_TARGETS_S3_URI"] == "s3://b0/endpoints.json" and "CANARY_TARGETS" not in canary
+
+
+@pytest.mark.parametrize("sync", ["true", "false"])
+def test_dashboard_is_json_and_shows_target_sync_by_fleet_totals_and_its_log(sync):
+    template = render()
+    params = {k: v.get("Default", "") for k, v in load()["Parameters"].items()} | {
+        "EnableTargetSync": sync, "CanaryTargetsS3Uri": "s3://b0/k"}
+    held = conditions(template, params)
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    widgets = json.loads(value_of(body, params, template, held, {}))["widgets"]
+    searches = [m[0]["expression"] for w in widgets if w["type"] == "metric" for m in w["properties"]["metrics"]]
+    sync_searches = [e for e in searches if "Endpoint}" not in e]
+    assert sync_searches, searches
+    for expression in sync_searches:
+        # Per-group metrics are opt-in: the dashboard must not depend on them.
+        assert "FunctionName}" in expression and "TargetGroup" not in expression, expression
+        assert set(re.findall(r'MetricName=\\?"(\w+)', expression)) <= PER_RUN_METRICS, expression
+    logs = [w for w in widgets if w["type"] == "log"]
+    if sync == "true":
+        (log,) = logs
+        assert '`fields.message` = "target group failed"' in log["properties"]["query"]
+    else:
+        assert logs == []

@@ -58,14 +58,26 @@ async fn first_run_registers_every_address_and_writes_state() -> R {
     );
     assert_eq!(state["pending"], json!({}));
 
-    // The log is JSON lines (AWS_LAMBDA_LOG_FORMAT=JSON) with a per-mapping summary.
+    // The log is JSON lines (AWS_LAMBDA_LOG_FORMAT=JSON) with one line per
+    // target group: the fields the README's Logs Insights query reads.
     let logs = f.logs();
     let line = logs
         .lines()
-        .find(|l| l.contains("mapping synced"))
+        .find(|l| l.contains("target group synced"))
         .ok_or("no summary log line")?;
     let line: Value = serde_json::from_str(line)?;
-    assert_eq!(line["fields"]["source"], format!("dns:{ALB}"));
+    let fields = &line["fields"];
+    assert_eq!(fields["message"], "target group synced");
+    assert_eq!(fields["target_group"], tg.as_str());
+    assert_eq!(fields["sources"], format!("dns:{ALB}:80"));
+    assert_eq!(
+        fields["registered"],
+        "10.0.1.10:80 10.0.1.30:80 10.0.2.20:80"
+    );
+    assert_eq!(
+        (&fields["targets"], &fields["pending"]),
+        (&json!(3), &json!(0))
+    );
     Ok(())
 }
 
@@ -395,6 +407,7 @@ async fn metrics_carry_the_counts_with_target_group_and_source() -> R {
             &w.env(&[
                 ("TARGETS", &targets_env(&[mapping(ALB, &tg, 80)])),
                 ("METRICS_NAMESPACE", "Tether/Test"),
+                ("MAPPING_METRICS", "true"),
             ]),
         )
         .await?;
@@ -404,7 +417,6 @@ async fn metrics_carry_the_counts_with_target_group_and_source() -> R {
         ("ResolvedAddresses", 3.0),
         ("RegisteredTargets", 3.0),
         ("Registrations", 3.0),
-        ("Deregistrations", 0.0),
         ("Errors", 0.0),
     ] {
         let now = std::time::SystemTime::now();
@@ -438,6 +450,15 @@ async fn metrics_carry_the_counts_with_target_group_and_source() -> R {
             .collect();
         assert_eq!(max, [expected], "{name}");
     }
+    // A counter of changes is published only when something changed.
+    let deregistrations = w
+        .cloudwatch
+        .list_metrics()
+        .namespace("Tether/Test")
+        .metric_name("Deregistrations")
+        .send()
+        .await?;
+    assert_eq!(deregistrations.metrics(), [], "nothing was deregistered");
     Ok(())
 }
 

@@ -40,7 +40,10 @@ pub struct SyncConfig {
     /// Whether runs count absences (and so may deregister). Always on for
     /// the function; the first sync at deploy time only registers.
     pub count_absences: bool,
-    /// `MAPPING_METRICS`: the per-mapping metrics besides the per-run ones.
+    /// `MAPPING_METRICS`: every mapping publishes its own metrics besides
+    /// the fleet totals (one mapping opts in with `metrics: detailed`). Off
+    /// by default, so that the metrics bill does not grow with the fleet; on
+    /// for the AWS sample's drop-in, whose one mapping published its count.
     pub mapping_metrics: bool,
 }
 
@@ -109,7 +112,7 @@ impl SyncConfig {
             dry_run: vars.boolean("DRY_RUN")?.unwrap_or(false),
             function_name: vars.get("AWS_LAMBDA_FUNCTION_NAME"),
             count_absences: true,
-            mapping_metrics: vars.boolean("MAPPING_METRICS")?.unwrap_or(true),
+            mapping_metrics: vars.boolean("MAPPING_METRICS")?.unwrap_or(uses_sample),
         })
     }
 }
@@ -264,6 +267,7 @@ mod tests {
         assert_eq!(c.dns.timeout, Duration::from_millis(2000));
         assert_eq!(c.metrics.namespace, "Tether");
         assert!(c.metrics.enabled);
+        assert!(!c.mapping_metrics, "fleet totals only, by default");
         assert!(!c.dry_run);
     }
 
@@ -292,6 +296,10 @@ mod tests {
         assert_eq!(m.ownership, Ownership::Exclusive);
         assert_eq!(c.state.bucket, "my-sample-bucket");
         assert!(!c.metrics.enabled);
+        assert!(
+            c.mapping_metrics,
+            "the sample's one group keeps its metrics"
+        );
     }
 
     #[test]

@@ -191,7 +191,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
             },
         };
         for g in &found.bad_tags {
-            error!(target_group = %g.target_group_arn, error = %g.error, "target group not synced: bad tag");
+            error!(target_group = %g.target_group_arn, kind = ?ErrorKind::Tags, error = %g.error, "{GROUP_FAILED}");
         }
         // Sources get half of the time left, each on its own: one slow name
         // fails its own mappings only, and the groups keep time to apply.
@@ -215,8 +215,8 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         mappings.sort_by(|a, b| {
             (&a.target_group_arn, a.port, &a.source).cmp(&(&b.target_group_arn, b.port, &b.source))
         });
-        for r in &mappings {
-            log_report(r, self.config.dry_run);
+        for group in mappings.chunk_by(|a, b| a.target_group_arn == b.target_group_arn) {
+            log_group(group, self.config.dry_run);
         }
         SyncReport {
             dry_run: self.config.dry_run,
@@ -657,17 +657,39 @@ fn report_plan(arn: &TargetGroupArn, plan: &GroupPlan, reports: &mut [MappingRep
     }
 }
 
-fn log_report(r: &MappingReport, dry_run: bool) {
-    match &r.error {
+/// The message of the one log line per target group and run: what the
+/// README's Logs Insights queries and the alarms' descriptions point to.
+pub const GROUP_SYNCED: &str = "target group synced";
+pub const GROUP_FAILED: &str = "target group failed";
+
+/// One line per target group (its mappings are adjacent in `reports`): the
+/// per-group detail that the fleet-total metrics leave out.
+fn log_group(reports: &[MappingReport], dry_run: bool) {
+    let Some(first) = reports.first() else {
+        return;
+    };
+    let join = |f: &dyn Fn(&MappingReport) -> Vec<String>| {
+        reports.iter().flat_map(f).collect::<Vec<_>>().join(" ")
+    };
+    let sources = join(&|r| vec![format!("{}:{}", r.source, r.port)]);
+    let registered = join(&|r| r.registered.iter().map(ToString::to_string).collect());
+    let deregistered = join(&|r| r.deregistered.iter().map(ToString::to_string).collect());
+    let held_back = join(&|r| r.held_back.iter().map(ToString::to_string).collect());
+    let count = |f: fn(&MappingReport) -> usize| reports.iter().map(f).sum::<usize>();
+    let (resolved, pending) = (count(|r| r.resolved.len()), count(|r| r.pending.len()));
+    let targets = reports.iter().filter_map(|r| r.targets).max();
+    let saturated = reports.iter().any(|r| r.saturated);
+    let arn = &first.target_group_arn;
+    match reports.iter().find_map(|r| r.error.as_ref()) {
         None => info!(
-            source = %r.source, target_group = %r.target_group_arn, port = r.port,
-            resolved = r.resolved.len(), registered = ?r.registered,
-            deregistered = ?r.deregistered, pending = ?r.pending, held_back = ?r.held_back,
-            targets = r.targets, saturated = r.saturated, dry_run, "mapping synced"
+            target_group = %arn, sources, resolved, targets, registered, deregistered,
+            pending, held_back, saturated, dry_run, "{GROUP_SYNCED}"
         ),
         Some(e) => error!(
-            source = %r.source, target_group = %r.target_group_arn, port = r.port,
-            kind = ?e.kind, code = e.code.as_deref(), error = %e.message, "mapping failed"
+            target_group = %arn, sources, resolved, targets, registered, deregistered,
+            pending, held_back, saturated, dry_run,
+            failed = reports.iter().filter(|r| r.error.is_some()).count(),
+            kind = ?e.kind, code = e.code.as_deref(), error = %e.message, "{GROUP_FAILED}"
         ),
     }
 }

@@ -274,6 +274,20 @@ impl Metrics for Published {
 }
 
 impl Published {
+    /// The target groups (the `TargetGroup` dimension) with metrics of their own.
+    fn groups(&self) -> BTreeSet<String> {
+        let data = self.0.lock().expect("lock");
+        data.iter()
+            .flat_map(|d| &d.dimensions)
+            .filter(|(name, _)| *name == "TargetGroup")
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
+
+    fn clear(&self) {
+        self.0.lock().expect("lock").clear();
+    }
+
     fn value(&self, name: &str) -> Vec<f64> {
         let data = self.0.lock().expect("lock");
         data.iter()
@@ -382,14 +396,22 @@ async fn a_tagged_group_is_synced_and_an_untagged_one_is_left_alone() {
     assert_eq!(report.failures(), Vec::<String>::new());
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80"]);
     assert_eq!(e.elb.now(TG2), ["10.0.0.8:80"]);
-    assert_eq!(e.metrics.value("SyncedMappings"), [1.0]);
+    assert_eq!(e.metrics.value("SyncedGroups"), [1.0]);
     assert_eq!(e.metrics.value("RegisteredTargets"), [1.0]);
 }
 
 #[tokio::test]
-async fn mapping_metrics_off_keeps_only_the_per_run_ones() {
-    let mut groups = Groups::with(&[(TG, &[])]);
+async fn by_default_only_fleet_totals_and_the_groups_tagged_detailed() {
+    let mut groups = Groups::with(&[(TG, &[]), (TG2, &[])]);
     tags(&mut groups, TG, &[("tether:source", "dns:a.example.com")]);
+    tags(
+        &mut groups,
+        TG2,
+        &[
+            ("tether:source", "dns:a.example.com"),
+            ("tether:metrics", "detailed"),
+        ],
+    );
     let mut c = config(None);
     c.mapping_metrics = false;
     let e = engine(
@@ -399,8 +421,41 @@ async fn mapping_metrics_off_keeps_only_the_per_run_ones() {
         groups,
     );
     e.run(soon()).await;
-    assert_eq!(e.metrics.value("SyncedMappings"), [1.0]);
-    assert!(e.metrics.value("RegisteredTargets").is_empty());
+    assert_eq!(e.metrics.value("SyncedGroups"), [2.0]);
+    // Fleet total, then TG2's own.
+    let mut registrations = e.metrics.value("Registrations");
+    registrations.sort_by(f64::total_cmp);
+    assert_eq!(registrations, [1.0, 2.0]);
+    let tg2: TargetGroupArn = TG2.parse().expect("arn");
+    assert_eq!(
+        e.metrics.groups(),
+        BTreeSet::from([tg2.resource().to_owned()]),
+        "only the group tagged detailed has metrics of its own"
+    );
+}
+
+#[tokio::test]
+async fn counters_of_changes_are_published_only_when_something_changed() {
+    let mut groups = Groups::with(&[(TG, &[])]);
+    tags(&mut groups, TG, &[("tether:source", "dns:a.example.com")]);
+    let e = engine(
+        config(None),
+        dns(&[("a.example.com", &["10.0.0.1"])]),
+        Nics::default(),
+        groups,
+    );
+    e.run(soon()).await;
+    assert_eq!(
+        e.metrics.value("Registrations"),
+        [1.0, 1.0],
+        "group and fleet"
+    );
+    e.metrics.clear();
+    e.run(soon()).await;
+    assert!(e.metrics.value("Registrations").is_empty());
+    assert!(e.metrics.value("Deregistrations").is_empty());
+    assert_eq!(e.metrics.value("RegisteredTargets"), [1.0], "gauges stay");
+    assert_eq!(e.metrics.value("PendingDeregistrations"), [0.0, 0.0]);
 }
 
 #[tokio::test]

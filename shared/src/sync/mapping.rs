@@ -171,6 +171,33 @@ impl FromStr for Ownership {
     }
 }
 
+/// Which metrics a mapping publishes besides the function's fleet totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsDetail {
+    /// None of its own: its group is in the fleet totals and in its log line.
+    #[default]
+    Fleet,
+    /// Its own metrics too (dimensions `TargetGroup`, `Source`), at about
+    /// 0.30 USD a month each.
+    Detailed,
+}
+
+impl FromStr for MetricsDetail {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fleet" => Ok(MetricsDetail::Fleet),
+            "detailed" => Ok(MetricsDetail::Detailed),
+            other => Err(format!(
+                "expected \"fleet\" or \"detailed\", got \"{}\"",
+                shorten(other)
+            )),
+        }
+    }
+}
+
 /// A validated `arn:<partition>:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -250,6 +277,7 @@ pub struct Mapping {
     pub max_lookups: u32,
     pub ownership: Ownership,
     pub max_deregister_percent: u8,
+    pub metrics: MetricsDetail,
     /// Ports that other mappings of the same target group manage; an
     /// exclusive mapping leaves targets on them alone. Filled in per run.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
@@ -269,6 +297,7 @@ pub struct Settings {
     pub max_lookups: u32,
     pub ownership: Ownership,
     pub max_deregister_percent: u8,
+    pub metrics: MetricsDetail,
 }
 
 impl Default for Settings {
@@ -280,6 +309,7 @@ impl Default for Settings {
             max_lookups: DEFAULT_MAX_LOOKUPS,
             ownership: Ownership::Exclusive,
             max_deregister_percent: DEFAULT_MAX_DEREGISTER_PERCENT,
+            metrics: MetricsDetail::Fleet,
         }
     }
 }
@@ -322,6 +352,7 @@ impl Mapping {
             max_lookups: settings.max_lookups,
             ownership: settings.ownership,
             max_deregister_percent: settings.max_deregister_percent,
+            metrics: settings.metrics,
             foreign_ports: BTreeSet::new(),
         }
     }
@@ -387,6 +418,12 @@ impl Mapping {
             .transpose()
             .map_err(|e| FieldError::new(f.at("ownership"), e))?
             .unwrap_or(defaults.ownership);
+        let metrics = f
+            .string("metrics")?
+            .map(|o| o.parse())
+            .transpose()
+            .map_err(|e| FieldError::new(f.at("metrics"), e))?
+            .unwrap_or(defaults.metrics);
         let settings = Settings {
             record_types,
             availability_zone,
@@ -400,6 +437,7 @@ impl Mapping {
             max_deregister_percent: f
                 .number("max_deregister_percent", PERCENT_RANGE)?
                 .map_or(defaults.max_deregister_percent, |v| v as u8),
+            metrics,
         };
         f.finish()?;
         Ok(Mapping::new(source, target_group_arn, port, settings))
@@ -480,6 +518,7 @@ mod tests {
         assert_eq!(m.ownership, Ownership::Exclusive);
         assert_eq!(m.max_deregister_percent, 50);
         assert_eq!(m.availability_zone, None);
+        assert_eq!(m.metrics, MetricsDetail::Fleet);
     }
 
     #[test]
@@ -488,7 +527,7 @@ mod tests {
             "TARGETS[1]",
             &json!({"load_balancer": ALB_ARN, "target_group_arn": ARN, "port": "80",
                     "record_types": ["AAAA", "A"], "availability_zone": "all",
-                    "deregister_after": "5", "ownership": "tracked"}),
+                    "deregister_after": "5", "ownership": "tracked", "metrics": "detailed"}),
         )
         .unwrap();
         assert_eq!(m.source.to_string(), "alb:orders");
@@ -497,6 +536,7 @@ mod tests {
         assert_eq!(m.availability_zone.as_deref(), Some("all"));
         assert_eq!(m.deregister_after, 5);
         assert_eq!(m.ownership, Ownership::Tracked);
+        assert_eq!(m.metrics, MetricsDetail::Detailed);
         let m = Mapping::from_json(
             "TARGETS[2]",
             &json!({"vpc_endpoint": "vpce-0123456789abcdef0", "target_group_arn": ARN, "port": 443}),
@@ -552,6 +592,11 @@ mod tests {
                 json!({"dns_name": "a.b", "target_group_arn": ARN, "port": 80, "ownership": "mine"}),
                 "TARGETS[0].ownership",
                 "mine",
+            ),
+            (
+                json!({"dns_name": "a.b", "target_group_arn": ARN, "port": 80, "metrics": "verbose"}),
+                "TARGETS[0].metrics",
+                "verbose",
             ),
             (
                 json!({"dns_name": "a.b", "target_group_arn": ARN, "port": 80, "max_deregister_percent": 101}),

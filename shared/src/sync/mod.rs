@@ -19,5 +19,5 @@ pub mod store;
 pub mod tags;
 
 pub use config::SyncConfig;
-pub use engine::{AwsEngine, Engine, state_key};
+pub use engine::{AwsEngine, Engine, GROUP_FAILED, GROUP_SYNCED, state_key};
 pub use report::{ErrorKind, MappingError, MappingReport, SyncFailed, SyncReport};

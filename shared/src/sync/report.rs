@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 
-use super::mapping::{Mapping, Source, TargetGroupArn};
+use super::mapping::{Mapping, MetricsDetail, Source, TargetGroupArn};
 use super::source::Observed;
 use crate::aws::AwsError;
 use crate::fields::FieldError;
@@ -76,6 +76,9 @@ pub struct MappingReport {
     pub note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<MappingError>,
+    /// Whether the mapping publishes its own metrics.
+    #[serde(skip)]
+    pub metrics: MetricsDetail,
 }
 
 impl MappingReport {
@@ -93,6 +96,7 @@ impl MappingReport {
             targets: None,
             note: None,
             error: None,
+            metrics: m.metrics,
         };
         if let Some(o) = observed {
             report.resolved = o
@@ -169,32 +173,71 @@ impl SyncReport {
             + usize::from(self.discovery_error.is_some())
     }
 
-    /// The per-run metrics (dimension `FunctionName`) and, with
-    /// `per_mapping`, each mapping's.
-    pub fn metric_data(&self, function_name: Option<&str>, per_mapping: bool) -> Vec<Datum> {
+    /// The fleet totals (dimension `FunctionName`, a fixed set however large
+    /// the fleet) and the metrics of the mappings that publish their own:
+    /// every mapping with `all_detailed`, else those tagged `detailed`.
+    pub fn metric_data(&self, function_name: Option<&str>, all_detailed: bool) -> Vec<Datum> {
         let mut data: Vec<Datum> = self
             .mappings
             .iter()
-            .filter(|_| per_mapping)
+            .filter(|m| all_detailed || m.metrics == MetricsDetail::Detailed)
             .flat_map(|m| mapping_data(m, self.dry_run))
             .collect();
         if let Some(name) = function_name {
-            let dims = [("FunctionName", name.to_owned())];
-            let synced = self.mappings.iter().filter(|m| m.error.is_none()).count();
-            let saturated = self.mappings.iter().filter(|m| m.saturated).count();
-            let held: usize = self.mappings.iter().map(|m| m.held_back.len()).sum();
-            data.extend([
-                Datum::count("FailedMappings", &dims, self.failed_mappings()),
-                Datum::count("SyncedMappings", &dims, synced),
-                Datum::count("SaturatedMappings", &dims, saturated),
-                Datum::count("HeldBackTargets", &dims, held),
-            ]);
+            data.extend(self.fleet_data(name));
+        }
+        data
+    }
+
+    /// Target groups whose every mapping synced.
+    pub fn synced_groups(&self) -> usize {
+        let mut groups: BTreeMap<&TargetGroupArn, bool> = BTreeMap::new();
+        for m in &self.mappings {
+            *groups.entry(&m.target_group_arn).or_insert(true) &= m.error.is_none();
+        }
+        groups.values().filter(|synced| **synced).count()
+    }
+
+    fn fleet_data(&self, function_name: &str) -> Vec<Datum> {
+        let dims = [("FunctionName", function_name.to_owned())];
+        let total = |f: fn(&MappingReport) -> usize| self.mappings.iter().map(f).sum::<usize>();
+        let mut data = vec![
+            Datum::count("FailedMappings", &dims, self.failed_mappings()),
+            Datum::count("SyncedGroups", &dims, self.synced_groups()),
+            Datum::count(
+                "SaturatedMappings",
+                &dims,
+                total(|m| usize::from(m.saturated)),
+            ),
+            Datum::count("HeldBackTargets", &dims, total(|m| m.held_back.len())),
+            Datum::count("PendingDeregistrations", &dims, total(|m| m.pending.len())),
+        ];
+        if !self.dry_run {
+            data.extend(changes(
+                &dims,
+                total(|m| m.registered.len()),
+                total(|m| m.deregistered.len()),
+            ));
         }
         data
     }
 }
 
-/// A dry run publishes nothing that claims a change.
+/// Counters of changes, published only when something changed: a quiet
+/// run (or group) adds no metric-hours for them.
+fn changes(dims: &[(&'static str, String)], registered: usize, deregistered: usize) -> Vec<Datum> {
+    [
+        ("Registrations", registered),
+        ("Deregistrations", deregistered),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(name, n)| Datum::count(name, dims, n))
+    .collect()
+}
+
+/// One mapping's own metrics. A dry run publishes nothing that claims a
+/// change.
 fn mapping_data(r: &MappingReport, dry_run: bool) -> Vec<Datum> {
     let dims = [
         ("TargetGroup", r.target_group_arn.resource().to_owned()),
@@ -214,11 +257,8 @@ fn mapping_data(r: &MappingReport, dry_run: bool) -> Vec<Datum> {
         ]);
         if !dry_run {
             // The group as it is after the changes this run made.
-            data.extend([
-                Datum::count("RegisteredTargets", &dims, targets),
-                Datum::count("Registrations", &dims, r.registered.len()),
-                Datum::count("Deregistrations", &dims, r.deregistered.len()),
-            ]);
+            data.push(Datum::count("RegisteredTargets", &dims, targets));
+            data.extend(changes(&dims, r.registered.len(), r.deregistered.len()));
         }
     }
     data
@@ -260,5 +300,128 @@ impl From<SyncFailed> for Diagnostic {
             error_type: "TargetSyncFailed".into(),
             error_message: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::mapping::Settings;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    /// Every fleet total: a fixed set, whatever the fleet.
+    const FLEET: [&str; 7] = [
+        "FailedMappings",
+        "SyncedGroups",
+        "SaturatedMappings",
+        "HeldBackTargets",
+        "PendingDeregistrations",
+        "Registrations",
+        "Deregistrations",
+    ];
+
+    /// A group's report: `n` its number, then what the run did to it.
+    fn report(
+        n: u32,
+        registered: u8,
+        deregistered: u8,
+        failed: bool,
+        detailed: bool,
+    ) -> MappingReport {
+        let arn = format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/g{n}/50dc6c495c0c9188"
+        );
+        let settings = Settings {
+            metrics: if detailed {
+                MetricsDetail::Detailed
+            } else {
+                MetricsDetail::Fleet
+            },
+            ..Settings::default()
+        };
+        let m = Mapping::new(
+            Source::Dns("a.example.com".into()),
+            arn.parse().expect("arn"),
+            80,
+            settings,
+        );
+        let mut r = MappingReport::new(&m, None);
+        let addr = |i: u8| SocketAddr::from(([10, 0, 0, i], 80));
+        r.registered = (0..registered).map(addr).collect();
+        r.deregistered = (0..deregistered).map(|i| addr(i + 100)).collect();
+        r.targets = Some(usize::from(registered));
+        if failed {
+            r.fail(MappingError::new(ErrorKind::Elb, "throttled"));
+        }
+        r
+    }
+
+    fn run(mappings: Vec<MappingReport>) -> SyncReport {
+        SyncReport {
+            dry_run: false,
+            mappings,
+            bad_tags: Vec::new(),
+            discovery_error: None,
+            metrics_error: None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fleet_totals_are_a_fixed_set_whatever_the_fleet(
+            groups in proptest::collection::vec((0u8..4, 0u8..4, any::<bool>()), 0..60),
+        ) {
+            let reports = groups
+                .iter()
+                .enumerate()
+                .map(|(n, (reg, dereg, failed))| report(n as u32, *reg, *dereg, *failed, false))
+                .collect();
+            let data = run(reports).metric_data(Some("target-sync"), false);
+            prop_assert!(data.len() <= FLEET.len());
+            for d in &data {
+                prop_assert!(FLEET.contains(&d.name), "{} is not a fleet total", d.name);
+                prop_assert_eq!(&d.dimensions, &vec![("FunctionName", "target-sync".to_owned())]);
+            }
+            let registered: u32 = groups.iter().map(|(r, _, _)| u32::from(*r)).sum();
+            let published: Vec<f64> = data
+                .iter()
+                .filter(|d| d.name == "Registrations")
+                .map(|d| d.values[0].0)
+                .collect();
+            // A counter of changes only when something changed.
+            let expected: Vec<f64> = (registered > 0).then_some(f64::from(registered)).into_iter().collect();
+            prop_assert_eq!(published, expected);
+        }
+    }
+
+    #[test]
+    fn a_group_tagged_detailed_adds_its_own_and_all_detailed_adds_every_group() {
+        let reports = vec![report(1, 0, 0, false, false), report(2, 1, 0, false, true)];
+        let own = |all| -> BTreeSet<String> {
+            run(reports.clone())
+                .metric_data(Some("f"), all)
+                .iter()
+                .flat_map(|d| d.dimensions.clone())
+                .filter(|(k, _)| *k == "TargetGroup")
+                .map(|(_, v)| v)
+                .collect()
+        };
+        let g = |n| format!("targetgroup/g{n}/50dc6c495c0c9188");
+        assert_eq!(own(false), BTreeSet::from([g(2)]));
+        assert_eq!(own(true), BTreeSet::from([g(1), g(2)]));
+    }
+
+    #[test]
+    fn a_group_is_synced_only_when_all_its_mappings_are() {
+        let mut other_port = report(1, 0, 0, true, false);
+        other_port.port = 443;
+        let r = run(vec![
+            report(1, 0, 0, false, false),
+            other_port,
+            report(2, 0, 0, false, false),
+        ]);
+        assert_eq!(r.synced_groups(), 1);
+        assert_eq!(r.failed_mappings(), 1);
     }
 }

@@ -17,7 +17,7 @@ use crate::aws::AwsError;
 use crate::fields::{FieldError, shorten};
 
 /// The settings a tag may carry: (tag name after the prefix, `TARGETS` field).
-const SETTINGS: [(&str, &str); 7] = [
+const SETTINGS: [(&str, &str); 8] = [
     ("port", "port"),
     ("record-types", "record_types"),
     ("availability-zone", "availability_zone"),
@@ -25,6 +25,7 @@ const SETTINGS: [(&str, &str); 7] = [
     ("ownership", "ownership"),
     ("max-deregister-percent", "max_deregister_percent"),
     ("max-lookups", "max_lookups"),
+    ("metrics", "metrics"),
 ];
 
 /// What one discovery found.
@@ -150,7 +151,7 @@ pub fn mapping_from_tags(
 mod tests {
     use super::*;
     use crate::dns::RecordKind;
-    use crate::sync::mapping::Ownership;
+    use crate::sync::mapping::{MetricsDetail, Ownership};
 
     const ARN: &str =
         "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/orders/50dc6c495c0c9188";
@@ -208,6 +209,7 @@ mod tests {
             ("stg:ownership", "tracked"),
             ("stg:max-deregister-percent", "25"),
             ("stg:max-lookups", "3"),
+            ("stg:metrics", "detailed"),
         ]);
         let m = mapping_from_tags(&group(None, false), &t, "stg:")
             .unwrap()
@@ -221,6 +223,7 @@ mod tests {
             (5, 25, 3)
         );
         assert_eq!(m.ownership, Ownership::Tracked);
+        assert_eq!(m.metrics, MetricsDetail::Detailed);
     }
 
     #[test]
@@ -234,6 +237,7 @@ mod tests {
             ("tether:deregister-after", "0", "0"),
             ("tether:ownership", "mine", "mine"),
             ("tether:max-deregister-percent", "101", "101"),
+            ("tether:metrics", "Detailed", "Detailed"),
             ("tether:colour", "blue", "blue"),
         ] {
             let mut t = tags(&[("tether:source", "dns:a.example.com")]);

@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 
 use super::{Section, median_max, ms};
 use crate::aws::tag;
-use crate::lambda::{FunctionProcess, function_binary};
+use crate::lambda::{FunctionProcess, Invocation, function_binary};
 use crate::moto::BoxError;
-use crate::throttle::{REFILL_PER_SECOND, ThrottlingProxy};
+use crate::throttle::{Counts, REFILL_PER_SECOND, ThrottlingProxy};
 use crate::world::{World, scheduled_event};
+use tether_shared::sync::GROUP_SYNCED;
 
 const COLD_RUNS: usize = 10;
 const WARM_RUNS: usize = 30;
@@ -215,30 +216,22 @@ async fn fleet() -> Result<Section, BoxError> {
         "first invocation (registers 900 targets)",
         "steady-state invocation",
     ] {
-        proxy.reset();
-        let inv = f.invoke(scheduled_event(), timeout).await?;
-        let counts = proxy.counts();
-        let failed = match &inv.result {
-            Ok(out) => out["mappings"]
-                .as_array()
-                .map_or(0, |ms| ms.iter().filter(|m| !m["error"].is_null()).count()),
-            Err(e) => e["errorMessage"]
-                .as_str()
-                .and_then(|m| m.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(FLEET),
-        };
+        let (inv, counts) = invoke_counted(&f, &proxy, timeout).await?;
+        let failed = failed_mappings(&inv.result);
         let floor = ((counts.describes as f64 - 40.0).max(0.0)) / REFILL_PER_SECOND;
         let took = inv.duration.as_secs_f64();
         s.row(
             run,
             ms(inv.duration),
             &format!(
-                "{} Describe calls, {} throttled; floor {:.1} s; {:.2} x the floor; {failed} failed mappings",
+                "{} Describe calls, {} throttled; floor {:.1} s; {:.2} x the floor; {failed} failed mappings; \
+                 {} PutMetricData calls carrying {} values",
                 counts.describes,
                 counts.throttled,
                 floor,
-                if floor > 0.0 { took / floor } else { 0.0 }
+                if floor > 0.0 { took / floor } else { 0.0 },
+                counts.metric_calls,
+                counts.metric_values,
             ),
         );
     }
@@ -248,7 +241,65 @@ async fn fleet() -> Result<Section, BoxError> {
             .map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
         "",
     );
+    let lines: Vec<usize> = f
+        .logs()
+        .lines()
+        .filter(|l| l.contains(GROUP_SYNCED))
+        .map(|l| l.len() + 1)
+        .collect();
+    s.row(
+        "log line per group and run",
+        format!(
+            "{:.0} bytes",
+            lines.iter().sum::<usize>() as f64 / lines.len().max(1) as f64
+        ),
+        &format!(
+            "JSON, the per-group detail; {} lines over the two runs",
+            lines.len()
+        ),
+    );
+    // The same fleet with every group's own metrics (MAPPING_METRICS=true).
+    let env = w.env(&[
+        ("AWS_ENDPOINT_URL", &proxy.endpoint()),
+        ("MAPPING_METRICS", "true"),
+    ]);
+    let detailed = w.spawn("target-sync", &env).await?;
+    let (inv, counts) = invoke_counted(&detailed, &proxy, timeout).await?;
+    s.row(
+        "steady state, every group detailed (MAPPING_METRICS=true)",
+        ms(inv.duration),
+        &format!(
+            "{} failed mappings; {} PutMetricData calls carrying {} values",
+            failed_mappings(&inv.result),
+            counts.metric_calls,
+            counts.metric_values
+        ),
+    );
     Ok(s)
+}
+
+/// One invocation, with what the proxy counted during it.
+async fn invoke_counted(
+    f: &FunctionProcess,
+    proxy: &ThrottlingProxy,
+    timeout: Duration,
+) -> Result<(Invocation, Counts), BoxError> {
+    proxy.reset();
+    let inv = f.invoke(scheduled_event(), timeout).await?;
+    Ok((inv, proxy.counts()))
+}
+
+fn failed_mappings(result: &Result<Value, Value>) -> usize {
+    match result {
+        Ok(out) => out["mappings"]
+            .as_array()
+            .map_or(0, |ms| ms.iter().filter(|m| !m["error"].is_null()).count()),
+        Err(e) => e["errorMessage"]
+            .as_str()
+            .and_then(|m| m.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(FLEET),
+    }
 }
 
 /// Three addresses for the `i`th name, distinct across names.
