@@ -45,6 +45,16 @@ pub struct Plan {
 
 /// Runs `example_private_api.py emulator Name=Value ...` with the lint venv.
 pub fn plan(parameters: &[(&str, &str)]) -> Result<Plan, BoxError> {
+    let mut args = vec!["emulator".to_owned()];
+    args.extend(parameters.iter().map(|(k, v)| format!("{k}={v}")));
+    let out = lint_python("tests/template/example_private_api.py", &args)?;
+    Ok(serde_json::from_slice(&out)?)
+}
+
+/// Runs a script of the workspace with the lint venv's Python (which `make
+/// lint-template` creates, with SAM CLI and cfn-lint) and returns its
+/// standard output; a failure carries its standard error.
+pub fn lint_python(script: &str, args: &[String]) -> Result<Vec<u8>, BoxError> {
     let root = workspace_root();
     let python = root.join(".venv-lint/bin/python");
     if !python.is_file() {
@@ -55,19 +65,15 @@ pub fn plan(parameters: &[(&str, &str)]) -> Result<Plan, BoxError> {
         .into());
     }
     let out = std::process::Command::new(python)
-        .arg(root.join("tests/template/example_private_api.py"))
-        .arg("emulator")
-        .args(parameters.iter().map(|(k, v)| format!("{k}={v}")))
+        .arg(root.join(script))
+        .args(args)
         .current_dir(&root)
         .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "example_private_api.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!("{script} failed: {}", String::from_utf8_lossy(&out.stderr)).into())
     }
-    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// A created stack: logical id to physical id of each resource it holds.
@@ -137,10 +143,7 @@ pub async fn describe_services(
 
 /// Route 53 `GetHostedZone` of a zone id, as the XML answer.
 pub async fn hosted_zone(moto: &Moto, id: &str) -> Result<String, BoxError> {
-    let authorization = format!(
-        "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/route53/aws4_request, \
-         SignedHeaders=host, Signature=0"
-    );
+    let authorization = authorization("route53");
     let id = id.trim_start_matches("/hostedzone/");
     let url = format!("{}/2013-04-01/hostedzone/{id}", moto.endpoint());
     let (status, answer) = http_request(
@@ -159,6 +162,15 @@ pub async fn hosted_zone(moto: &Moto, id: &str) -> Result<String, BoxError> {
     }
 }
 
+/// An `Authorization` header that routes a request to `service` in moto,
+/// which reads the service from the credential scope and checks no signature.
+fn authorization(service: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, \
+         SignedHeaders=host, Signature=0"
+    )
+}
+
 /// One call of an AWS JSON 1.1 protocol operation; a non-2xx status is an
 /// error carrying the body.
 async fn json_call(
@@ -167,10 +179,7 @@ async fn json_call(
     target: &str,
     body: &Value,
 ) -> Result<Value, BoxError> {
-    let authorization = format!(
-        "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, \
-         SignedHeaders=host, Signature=0"
-    );
+    let authorization = authorization(service);
     let headers = [
         ("Content-Type", "application/x-amz-json-1.1"),
         ("X-Amz-Target", target),
