@@ -290,3 +290,29 @@ def test_the_tether_overrides_name_tether_parameters_and_parse_as_sam_does():
             targets = json.loads(parsed["CanaryTargets"])
             assert [t["name"] for t in targets] == parsed["CanaryEndpoints"].split(",")
             assert targets[0]["url"].startswith("https://")
+
+
+def test_the_samconfig_environments_fit_the_example_and_tethers_regions():
+    import tomllib
+
+    from example_private_api import PATH, load
+    from render import ROOT
+
+    mine = tomllib.loads((PATH.parent / "samconfig.toml").read_text())
+    tethers = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    declared = load()["Parameters"]
+    envs = {}
+    for env in ("default", "primary", "secondary"):
+        deploy = mine[env]["deploy"]["parameters"]
+        params = dict(CfnParameterOverridesType().convert(deploy["parameter_overrides"], None, None))
+        assert set(params) <= set(declared), set(params) - set(declared)
+        assert {"BooksImage", "AuthorsImage"} <= set(params), env
+        envs[env] = (deploy, params)
+    for env in ("primary", "secondary"):
+        # Each half of the pair in the region of tether's environment of the same name.
+        assert envs[env][0]["region"] == tethers[env]["global"]["parameters"]["region"], env
+    primary, secondary = envs["primary"][1], envs["secondary"][1]
+    assert primary["VpcCidr"] != secondary["VpcCidr"]  # peered VPCs must not overlap
+    assert primary["ClientCidr"] == secondary["VpcCidr"] and secondary["ClientCidr"] == primary["VpcCidr"]
+    assert primary["ApiDomainName"] == secondary["ApiDomainName"]
+    assert "HostedZoneName" in primary and "HostedZoneId" in secondary  # one zone, created once
