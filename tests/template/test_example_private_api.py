@@ -274,18 +274,38 @@ def test_the_load_balancers_send_only_to_the_next_hop(stack):
 # ---------------------------------------------------------------- the second stack: tether
 
 
+# What the references in the output become once deployed (real shapes).
+DEPLOYED = {
+    "PrivateSubnetA": "subnet-0123456789abcdef0",
+    "PrivateSubnetB": "subnet-0123456789abcdef1",
+    "TetherSecurityGroup": "sg-0123456789abcdef0",
+    "Api": "a1b2c3d4e5",
+    "ExecuteApiEndpoint": "vpce-0123456789abcdef0",
+    "Stage": "v1",
+    "AWS::Region": "us-east-1",
+    "AWS::URLSuffix": "amazonaws.com",
+    "Zone": "Z0123456789ABCDEFGHIJ",
+    "Target": "vpce-0123456789abcdef0-abcdefgh.execute-api.us-east-1.vpce.amazonaws.com",
+}
+
+
 def test_the_tether_overrides_name_tether_parameters_and_parse_as_sam_does():
     tether = load_tether()["Parameters"]
     for params, keys in ((MINIMAL, {"TagPrefix"}), (FULL, {"TagPrefix", "SubnetIds", "SecurityGroupIds", "CanaryEndpoints",
                                                           "CanaryTargets", "HostedZoneId", "RecordName", "RecordTarget"})):
-        output = resolve(params)["Outputs"]["TetherParameterOverrides"]["Value"]
+        stack = resolve(params)
+        output = stack["Outputs"]["TetherParameterOverrides"]["Value"]
         text = output if isinstance(output, str) else output["Fn::Sub"]
         if isinstance(text, list):  # [text, variables]: give every ${...} a plausible value
             text = text[0]
-        text = re.sub(r"\$\{[^}]+\}", "x-0123", text)
+        text = re.sub(r"\$\{([^}]+)\}", lambda m: {**stack["Parameters"], **DEPLOYED}[m.group(1)], text)
         parsed = dict(CfnParameterOverridesType().convert(text, None, None))
         assert set(parsed) == keys
         assert set(parsed) <= set(tether), set(parsed) - set(tether)
+        for name, value in parsed.items():  # each value passes tether's own pattern
+            items = value.split(",") if tether[name]["Type"] == "CommaDelimitedList" else [value]
+            pattern = tether[name].get("AllowedPattern", ".*")
+            assert all(re.fullmatch(pattern, i) for i in items), (name, value, pattern)
         if "CanaryTargets" in parsed:
             targets = json.loads(parsed["CanaryTargets"])
             assert [t["name"] for t in targets] == parsed["CanaryEndpoints"].split(",")
