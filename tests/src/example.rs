@@ -43,9 +43,22 @@ pub struct Plan {
     pub tags: BTreeMap<String, Vec<TemplateTag>>,
 }
 
-/// Runs `example_private_api.py emulator Name=Value ...` with the lint venv.
-pub fn plan(parameters: &[(&str, &str)]) -> Result<Plan, BoxError> {
+/// Which parameters [`plan`] starts from (those of `example_private_api.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// Every optional part on: TLS, custom domain, hosted zone, peer VPC (`FULL`).
+    All,
+    /// One region: the required parameters only (`MINIMAL`).
+    OneRegion,
+}
+
+/// Runs `example_private_api.py emulator [minimal] Name=Value ...` with the
+/// lint venv: `parts`, overridden by `parameters`.
+pub fn plan(parts: Parts, parameters: &[(&str, &str)]) -> Result<Plan, BoxError> {
     let mut args = vec!["emulator".to_owned()];
+    if parts == Parts::OneRegion {
+        args.push("minimal".to_owned());
+    }
     args.extend(parameters.iter().map(|(k, v)| format!("{k}={v}")));
     let out = lint_python("tests/template/example_private_api.py", &args)?;
     Ok(serde_json::from_slice(&out)?)

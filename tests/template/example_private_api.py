@@ -4,12 +4,12 @@ conditions evaluated, resources whose condition is false dropped, Fn::If
 branches chosen and AWS::NoValue removed. References to resources and
 attributes stay symbolic ({"Ref": ...}, {"Fn::GetAtt": ...}).
 
-`python example_private_api.py emulator [Name=Value ...]` prints, as JSON,
+`python example_private_api.py emulator [minimal] [Name=Value ...]` prints, as JSON,
 the template to deploy into moto's CloudFormation and the resources a stack
 with those parameters creates (the Rust test tests/tests/example_private_api.rs
-uses it)."""
+uses it). The parameters are FULL (every part on) or, with `minimal`, MINIMAL
+(one region), overridden by the arguments."""
 
-import copy
 import ipaddress
 import json
 import re
@@ -157,7 +157,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] != "emulator":
         print(__doc__)
         return 2
-    params = {**FULL, **dict(a.split("=", 1) for a in argv[1:])}
+    base, args = (MINIMAL, argv[2:]) if argv[1:2] == ["minimal"] else (FULL, argv[1:])
+    params = {**base, **dict(a.split("=", 1) for a in args)}
     print(json.dumps(emulator(params), indent=1, sort_keys=True))
     return 0
 
