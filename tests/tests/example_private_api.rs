@@ -483,6 +483,7 @@ async fn one_region_with_a_nat_gateway_deploys_and_target_sync_fills_its_target_
         .route_table_ids(stack.id("PublicRouteTable")?)
         .send()
         .await?;
+    assert_eq!(tables.route_tables().len(), 2, "{tables:?}");
     for table in tables.route_tables() {
         let default = table
             .routes()
