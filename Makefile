@@ -19,6 +19,8 @@ export AWS_REGION ?= us-east-1
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tether-target
 export TETHER_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 CARGO_TEST_FLAGS ?=
+# The examples' templates get the same static checks as template.yaml.
+EXAMPLE_TEMPLATES := $(wildcard examples/*/template.yaml)
 
 .PHONY: help venv build test lint lint-rust lint-template fmt demo bench clean
 
@@ -62,7 +64,7 @@ lint-rust: ## rustfmt and clippy, warnings are errors.
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-lint-template: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, and the policy and quota tests of the rendered template.
+lint-template: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, and the policy and quota tests of the rendered templates (template.yaml, examples/*/template.yaml).
 	@# SAM CLI before 1.160 crashes on Fn::ForEach ('list' object has no attribute 'get').
 	@version=$$($(LINT_VENV)/bin/sam --version | sed -n 's/.*version \([0-9][0-9.]*\).*/\1/p'); \
 	if [ -z "$$version" ] || ! printf '%s\n' 1.160.0 "$$version" | sort --version-sort --check=quiet; then \
@@ -70,9 +72,11 @@ lint-template: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed ## cfn-lint, s
 		echo "Reinstall the pinned tools: rm -rf $(LINT_VENV) && make lint-template" >&2; \
 		exit 1; \
 	fi
-	$(LINT_VENV)/bin/cfn-lint template.yaml
+	$(LINT_VENV)/bin/cfn-lint template.yaml $(EXAMPLE_TEMPLATES)
 	$(LINT_VENV)/bin/sam validate --lint --template-file template.yaml
+	for t in $(EXAMPLE_TEMPLATES); do $(LINT_VENV)/bin/sam validate --lint --template-file $$t; done
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --quiet --compact --skip-download
+	for t in $(EXAMPLE_TEMPLATES); do $(CHECKOV_VENV)/bin/checkov --file $$t --quiet --compact --skip-download; done
 	$(LINT_VENV)/bin/python -m pytest --quiet -p no:cacheprovider tests/template
 
 fmt: ## Format the code.

@@ -6,6 +6,7 @@
 //! - [`aws`]: fixtures in the emulator (VPC, load balancers, target groups, buckets).
 //! - [`https`]: HTTP/HTTPS servers with certificates from a test CA (health-canary).
 //! - [`cfn`]: pre-signed response URLs and CloudFormation events (custom-resources).
+//! - [`example`]: the example stack `examples/private-api` for the emulator's CloudFormation.
 //! - [`demo`], [`bench`]: `make demo` and `make bench`.
 //! - [`world`]: all of the above together, as target-sync tests, the demo and the bench use them.
 
@@ -14,6 +15,7 @@ pub mod bench;
 pub mod cfn;
 pub mod demo;
 pub mod dns;
+pub mod example;
 pub mod https;
 pub mod lambda;
 pub mod moto;
