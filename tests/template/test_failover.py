@@ -148,3 +148,30 @@ def test_failover_parameters_are_grouped_and_described():
     for name in ("AlarmDatapointsToAlarm", "FailoverHealthThreshold", "CertificateExpiryAlarmDays"):
         assert name in groups and template["Parameters"][name]["Description"], name
     assert template["Parameters"]["FailoverHealthThreshold"]["MaxValue"] <= ROUTE53_CHILDREN
+
+
+def test_a_rule_keeps_datapoints_to_alarm_within_the_evaluation_periods():
+    """CloudWatch refuses DatapointsToAlarm > EvaluationPeriods, half-way
+    through a deploy: the rule refuses it before anything is created."""
+    assertion = load()["Rules"]["AlarmDatapointsWithinPeriods"]["Assertions"][0]["Assert"]
+
+    def holds(node, params):
+        (fn, args), = node.items()
+        value = lambda a: params[a["Ref"]] if isinstance(a, dict) else a
+        if fn == "Fn::Or":
+            return any(holds(a, params) for a in args)
+        if fn == "Fn::And":
+            return all(holds(a, params) for a in args)
+        if fn == "Fn::Equals":
+            return value(args[0]) == value(args[1])
+        if fn == "Fn::Contains":
+            return value(args[1]) in args[0]
+        raise AssertionError(fn)
+
+    declared = load()["Parameters"]
+    low, high = declared["AlarmEvaluationPeriods"]["MinValue"], declared["AlarmEvaluationPeriods"]["MaxValue"]
+    assert (low, high) == (declared["AlarmDatapointsToAlarm"]["MinValue"], declared["AlarmDatapointsToAlarm"]["MaxValue"])
+    for n in range(low, high + 1):
+        for m in range(low, high + 1):
+            params = {"AlarmEvaluationPeriods": str(n), "AlarmDatapointsToAlarm": str(m)}
+            assert holds(assertion, params) is (m <= n), (n, m)
