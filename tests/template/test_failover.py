@@ -56,6 +56,7 @@ def test_the_model_uses_the_template_defaults(rendered):
         "SUCCESS_THRESHOLD": "SuccessThreshold",
         "ALARM_EVALUATION_PERIODS": "AlarmEvaluationPeriods",
         "ALARM_DATAPOINTS_TO_ALARM": "AlarmDatapointsToAlarm",
+        "FAILOVER_HEALTH_THRESHOLD": "FailoverHealthThreshold",
     }
     for const, parameter in pairs.items():
         assert float(rust_const(MODEL, const)) == float(declared[parameter]["Default"]), (const, parameter)

@@ -38,6 +38,8 @@ pub const ALARM_EVALUATION_PERIODS: usize = 3;
 pub const ALARM_DATAPOINTS_TO_ALARM: usize = 1;
 /// `TreatMissingData` of the endpoint alarms (fixed in the template).
 pub const TREAT_MISSING_DATA: MissingData = MissingData::Breaching;
+/// `FailoverHealthThreshold`: healthy endpoints the record needs; 0 is all.
+pub const FAILOVER_HEALTH_THRESHOLD: usize = 0;
 /// The alarms' `Period` (fixed in the template), in milliseconds.
 pub const PERIOD_MS: u64 = 60_000;
 
@@ -136,6 +138,19 @@ impl Alarm {
             .find(|f| self.breaching(f64::from(probes - f) / f64::from(probes)))
             .unwrap_or(probes + 1)
     }
+}
+
+/// Whether the failover record's `CALCULATED` health check is healthy: at
+/// least `threshold` of its children (the endpoints' checks) healthy, all of
+/// them for 0 (the template's `Fn::Length`). A threshold above the number of
+/// children is never met (Route 53's rule).
+pub fn record_healthy(children: &[State], threshold: usize) -> bool {
+    let needed = if threshold == 0 {
+        children.len()
+    } else {
+        threshold
+    };
+    children.iter().filter(|s| **s == State::Ok).count() >= needed
 }
 
 /// When the probes run: every `interval_ms`, the first at `phase_ms` (the
@@ -512,6 +527,24 @@ mod tests {
             let over = failover_seconds(&Alarm::TEMPLATE, Probes::template(phase), down);
             let back = failback_seconds(&Alarm::TEMPLATE, Probes::template(other_phase), up);
             prop_assert!(matches!((over, back), (Some(o), Some(b)) if b > o), "{:?} {:?}", over, back);
+        }
+
+        #[test]
+        fn with_the_default_threshold_any_unhealthy_endpoint_fails_the_record_over(
+            states in proptest::collection::vec(any::<bool>(), 1..40),
+            threshold in 0usize..50,
+        ) {
+            let children: Vec<State> = states.iter().map(|ok| if *ok { State::Ok } else { State::Alarm }).collect();
+            let healthy = children.iter().filter(|s| **s == State::Ok).count();
+            prop_assert_eq!(
+                record_healthy(&children, FAILOVER_HEALTH_THRESHOLD),
+                healthy == children.len()
+            );
+            prop_assert_eq!(
+                record_healthy(&children, threshold),
+                healthy >= if threshold == 0 { children.len() } else { threshold }
+            );
+            prop_assert!(!record_healthy(&children, children.len() + 1));
         }
 
         #[test]
