@@ -355,6 +355,17 @@ mod tests {
     }
 
     #[test]
+    fn a_new_alarm_without_history_is_unhealthy_until_three_good_minutes() {
+        // An endpoint added to the canary and to CanaryEndpoints at once: its
+        // alarm has no earlier data, and missing minutes count as breaching
+        // until 3 real ones exist (the README's runbook says how to avoid it).
+        let a = Alarm::TEMPLATE;
+        let minutes = [MISSING, MISSING, MISSING, MISSING, O, O, O];
+        let states: Vec<State> = (4..7).map(|i| a.state_after(&minutes, i)).collect();
+        assert_eq!(states, [State::Alarm, State::Alarm, State::Ok]);
+    }
+
+    #[test]
     fn the_binomial_tail_matches_counting_every_outcome_of_a_minute() {
         let a = Alarm::TEMPLATE;
         for p in [0.001_f64, 0.01, 0.02, 0.1, 0.5] {
