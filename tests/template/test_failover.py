@@ -88,26 +88,64 @@ def test_the_failover_record_follows_every_endpoint():
                        for n in names)
 
 
-def test_every_slot_names_its_endpoint_and_there_are_enough_of_them():
-    """Fn::ForEach cannot produce a list, so the children are written out:
-    slot i holds the health check of item i of CanaryEndpoints where the
-    condition FailoverChild<i> says it exists. There must be a slot for the
-    most endpoints a stack can hold, and no more than Route 53 allows."""
+def eager(node, params, lists):
+    """Evaluates Fn::Sub (with a variable map), Fn::Join, Fn::Split,
+    Fn::Select and Ref to a parameter the way the AWS::LanguageExtensions
+    transform does: everything, whatever the conditions say. It fails the
+    transform on a Select out of range ("Fn::Select cannot select
+    nonexistent value", cfn-language-discussion #159), and so this fails."""
+    if isinstance(node, str):
+        return node
+    (fn, args), = node.items()
+    if fn == "Ref":
+        value = params[args]
+        return value.split(",") if args in lists else value
+    if fn == "Fn::Join":
+        items = eager(args[1], params, lists) if isinstance(args[1], dict) else [eager(a, params, lists) for a in args[1]]
+        return args[0].join(items)
+    if fn == "Fn::Split":
+        return eager(args[1], params, lists).split(args[0])
+    if fn == "Fn::Select":
+        items = eager(args[1], params, lists)
+        assert int(args[0]) < len(items), f"Fn::Select {args[0]} of {items}"
+        return items[int(args[0])]
+    if fn == "Fn::Sub":
+        text, variables = args
+        values = {k: eager(v, params, lists) for k, v in variables.items()}
+        return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)
+    raise AssertionError(f"cannot evaluate {fn}")
+
+
+def test_every_slot_builds_an_existing_health_check_whatever_the_endpoints():
+    """Fn::ForEach cannot produce a list, so the children are written out as
+    slots: slot i holds the health check of item i of CanaryEndpoints where
+    the condition FailoverChild<i> says it exists, and is dropped elsewhere.
+    The transform builds every slot's Ref before any condition applies, also
+    in stacks without a failover record: each must select in range and name
+    a health check the stack declares, for every list of endpoints."""
     template = load()
+    lists = {k for k, v in template["Parameters"].items() if v["Type"] == "CommaDelimitedList"}
     children = template["Resources"]["FailoverCalculatedHealthCheck"]["Properties"]["HealthCheckConfig"]["ChildHealthChecks"]
-    for i, slot in enumerate(children):
-        assert slot == {"Fn::If": [f"FailoverChild{i}", {"Ref": {"Fn::Sub": [
-            "EndpointHealthCheck${Name}", {"Name": {"Fn::Select": [i, {"Ref": "CanaryEndpoints"}]}}]}},
-            {"Ref": "AWS::NoValue"}]}, i
     loop = template["Conditions"]["Fn::ForEach::FailoverChildren"]
     assert loop[1] == [str(i) for i in range(len(children))]
-    padding = loop[2]["FailoverChild${Child}"]["Fn::Not"][0]["Fn::Equals"][0]["Fn::Select"][1]["Fn::Split"][1]["Fn::Join"][1][1]
-    assert padding == "," * len(children)
-    for names in (["a"], ["a", "b", "c"], [f"e{i}" for i in range(len(children))]):
-        held = conditions(render({**FAILOVER, "CanaryEndpoints": ",".join(names)}), {**PARAMETERS, "CanaryEndpoints": ",".join(names)})
-        assert [held[f"FailoverChild{i}"] for i in range(len(children))] == [i < len(names) for i in range(len(children))]
-    # The most endpoints a stack holds: what CloudFormation's resource quota
-    # leaves after the fixed resources, at the resources each endpoint adds.
+    for names in ([""], ["a"], ["a", "b", "c"], [f"e{i}" for i in range(len(children))]):
+        params = {**PARAMETERS, **FAILOVER, "CanaryEndpoints": ",".join(names)}
+        rendered = render(params)
+        declared, held = set(rendered["Resources"]), conditions(rendered, params)
+        for i, slot in enumerate(children):
+            condition, built, dropped = slot["Fn::If"]
+            assert (condition, dropped) == (f"FailoverChild{i}", {"Ref": "AWS::NoValue"}), i
+            assert held[condition] is (i < len(names) and names != [""]), (i, names)
+            logical = eager(built["Ref"], params, lists)
+            assert logical in declared, (i, names, logical)
+            if held[condition]:
+                assert logical == f"EndpointHealthCheck{names[i]}", (i, names)
+
+
+def test_there_is_a_slot_for_every_endpoint_a_stack_can_hold():
+    """As many slots as the most endpoints CloudFormation's resource quota
+    leaves room for, and no more children than Route 53 allows."""
+    children = load()["Resources"]["FailoverCalculatedHealthCheck"]["Properties"]["HealthCheckConfig"]["ChildHealthChecks"]
     one, two = (len(render({"CanaryEndpoints": n})["Resources"]) for n in ("a", "a,b"))
     per_endpoint, fixed = two - one, one - (two - one)
     most = (CFN_RESOURCES - fixed) // per_endpoint
