@@ -60,7 +60,8 @@ def conditions(template: dict, params: dict) -> dict:
             memo[name] = holds(template["Conditions"][name])
         return memo[name]
 
-    return {name: condition(name) for name in template["Conditions"]}
+    # An unexpanded template's Fn::ForEach loops are not conditions.
+    return {name: condition(name) for name in template["Conditions"] if not name.startswith("Fn::ForEach::")}
 
 
 def created(template: dict, params: dict) -> set:

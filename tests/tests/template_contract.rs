@@ -14,9 +14,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tether_tests::aws::create_bucket;
-use tether_tests::https::{Behaviour, TestServer};
+use tether_tests::https::{Behaviour, TestCa, TestServer};
 use tether_tests::moto::{BoxError, workspace_root};
 use tether_tests::world::{World, scheduled_event};
+
+/// The name the canary's endpoints are served under (connect_to pins loopback).
+const HOST: &str = "api.contract.test";
 
 type Environments = BTreeMap<String, BTreeMap<String, String>>;
 
@@ -63,8 +66,10 @@ async fn every_binary_accepts_the_template_environment_and_feeds_its_alarms() ->
     let alarms: Vec<Alarm> = render("alarms")?;
     let w = World::start().await?;
     // The canary's endpoints are on the internet in the rendered template:
-    // here the same names point at a server on loopback.
-    let server = TestServer::http(Behaviour::ok()).await?;
+    // here the same names point at a server on loopback, over https so that
+    // the certificate alarms' metric (CertificateExpiryDays) is published too.
+    let ca = TestCa::new("tether contract CA")?;
+    let server = TestServer::https(Behaviour::ok(), &ca.issue_valid(&[HOST], 30)?).await?;
     for (logical, binary) in [
         ("TargetSyncFunction", "target-sync"),
         ("HealthCanaryFunction", "health-canary"),
@@ -88,10 +93,14 @@ async fn every_binary_accepts_the_template_environment_and_feeds_its_alarms() ->
             "target-sync" => env,
             "health-canary" => {
                 let names = vars.get("CANARY_ENDPOINTS").ok_or("no CANARY_ENDPOINTS")?;
-                let url = format!("http://127.0.0.1:{}/", server.port());
+                let port = server.port();
+                let url = format!("https://{HOST}:{port}/");
                 let targets: Vec<Value> = names
                     .split(',')
-                    .map(|n| json!({"name": n, "url": url}))
+                    .map(|n| {
+                        json!({"name": n, "url": url, "connect_to": format!("127.0.0.1:{port}"),
+                               "ca_bundle": ca.pem()})
+                    })
                     .collect();
                 // One round instead of the template's six over a minute.
                 env.into_iter()

@@ -15,6 +15,7 @@
 
 pub mod cert;
 pub mod config;
+pub mod failover;
 pub mod probe;
 
 use std::sync::Arc;
