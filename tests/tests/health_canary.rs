@@ -884,6 +884,65 @@ async fn a_replaced_certificate_is_checked_at_the_next_invocation_without_resump
     Ok(())
 }
 
+/// The server of the test above does resume sessions: a client that keeps
+/// them (one rustls config, resumption on) resumes its second handshake and
+/// so accepts the replaced certificate unseen. The canary must not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_server_lets_a_resuming_client_miss_a_replaced_certificate() -> R {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new("tether test CA")?;
+    let other_ca = TestCa::new("someone else's CA")?;
+    let server = TestServer::https(Behaviour::ok(), &ca.issue_valid(&[API], 45)?).await?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.pem().as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let mut kinds = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            server.set_cert(&other_ca.issue_valid(&[API], 90)?)?;
+        }
+        let tcp = tokio::net::TcpStream::connect(server.addr()).await?;
+        let mut tls = connector
+            .connect(rustls::pki_types::ServerName::try_from(API)?, tcp)
+            .await?;
+        kinds.push(tls.get_ref().1.handshake_kind());
+        let request = format!("GET /health HTTP/1.1\r\nHost: {API}\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        // Reading to the end also takes in the session tickets.
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+    assert_eq!(
+        server
+            .requests()
+            .iter()
+            .map(|r| r.resumed)
+            .collect::<Vec<_>>(),
+        [Some(false), Some(true)]
+    );
+    Ok(())
+}
+
 /// One node of several that never completes a TCP handshake (a full
 /// accept queue, made by hand in test support) costs its connect timeout,
 /// not the probe: the next address answers within the timeout, and the
