@@ -771,6 +771,15 @@ mod tests {
         items.to_string()
     }
 
+    /// `CANARY_TARGETS` with one endpoint: `api` with `extra` fields.
+    fn one(extra: Value) -> String {
+        let mut item = json!({"name": "api", "url": "https://api.example.com/"});
+        if let (Value::Object(m), Value::Object(e)) = (&mut item, extra) {
+            m.extend(e);
+        }
+        targets(json!([item]))
+    }
+
     #[test]
     fn alarmed_names_must_be_endpoints() {
         let t = targets(
@@ -884,13 +893,6 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable_field_and_value() {
-        let one = |extra: Value| {
-            let mut item = json!({"name": "api", "url": "https://api.example.com/"});
-            if let (Value::Object(m), Value::Object(e)) = (&mut item, extra) {
-                m.extend(e);
-            }
-            targets(json!([item]))
-        };
         type Case<'a> = (Vec<(&'a str, String)>, &'a str, &'a str);
         let cases: Vec<Case> = vec![
             (vec![], "CANARY_TARGETS", "not set"),
@@ -1134,13 +1136,6 @@ mod tests {
 
     #[test]
     fn bad_new_fields_name_the_field_and_value() {
-        let one = |extra: Value| {
-            let mut item = json!({"name": "api", "url": "https://api.example.com/"});
-            if let (Value::Object(m), Value::Object(e)) = (&mut item, extra) {
-                m.extend(e);
-            }
-            targets(json!([item]))
-        };
         let cases: Vec<(String, &str, &str)> = vec![
             (
                 one(json!({"body": "x"})),

@@ -301,6 +301,7 @@ impl<L: Lookup + 'static> Prober<L> {
         let started = Instant::now();
         let deadline = started + e.timeout;
         let mut first_failure = None;
+        let mut earlier_expiry = None;
         let mut attempt: u8 = 0;
         loop {
             attempt += 1;
@@ -342,6 +343,7 @@ impl<L: Lookup + 'static> Prober<L> {
             match outcome {
                 Err(failure) if attempt == 1 && Instant::now() < deadline => {
                     first_failure = Some(failure);
+                    earlier_expiry = found.expiry;
                 }
                 outcome => {
                     let now = SystemTime::now()
@@ -357,6 +359,7 @@ impl<L: Lookup + 'static> Prober<L> {
                         latency,
                         cert_expiry_days: found
                             .expiry
+                            .or(earlier_expiry)
                             .map(|not_after| days_between(now, not_after)),
                         attempts: attempt,
                         first_failure,
