@@ -50,6 +50,9 @@ const DAY: Duration = Duration::from_secs(86_400);
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
+    /// An intermediate CA's certificates up to (not including) the root,
+    /// sent with every certificate it issues.
+    chain: Vec<CertificateDer<'static>>,
 }
 
 /// A server certificate (chain and key) issued by a [`TestCa`].
@@ -78,22 +81,49 @@ fn set_validity(
     Ok(())
 }
 
+/// The parameters of a CA certificate named `name`.
+fn ca_params(
+    name: &str,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, BoxError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    set_validity(&mut params, not_before, not_after)?;
+    Ok(params)
+}
+
 impl TestCa {
     /// A self-signed CA named `name`.
     pub fn new(name: &str) -> Result<TestCa, BoxError> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let now = SystemTime::now();
-        set_validity(&mut params, now - 2 * 365 * DAY, now + 10 * 365 * DAY)?;
+        let params = ca_params(name, now - 2 * 365 * DAY, now + 10 * 365 * DAY)?;
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         Ok(TestCa {
             pem: cert.pem(),
             issuer: Issuer::new(params, key),
+            chain: Vec::new(),
+        })
+    }
+
+    /// An intermediate CA named `name`, signed by this one, valid since
+    /// yesterday for `days` more days; what it issues carries its chain.
+    pub fn intermediate(&self, name: &str, days: u64) -> Result<TestCa, BoxError> {
+        let now = SystemTime::now();
+        let params = ca_params(name, now - DAY, now + Duration::from_secs(days * 86_400))?;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.chain.iter().cloned());
+        Ok(TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+            chain,
         })
     }
 
@@ -114,8 +144,10 @@ impl TestCa {
         set_validity(&mut params, not_before, not_after)?;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.chain.iter().cloned());
         Ok(ServerCert {
-            chain: vec![cert.der().clone()],
+            chain,
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
         })
     }

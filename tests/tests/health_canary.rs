@@ -884,6 +884,32 @@ async fn a_replaced_certificate_is_checked_at_the_next_invocation_without_resump
     Ok(())
 }
 
+/// `CertificateExpiryDays` is the earliest expiry of the chain the server
+/// sends: an intermediate CA that expires in 10 days, over a leaf valid for 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_expiry_is_the_earliest_of_the_chain() -> R {
+    let s = Setup::start().await?;
+    let root = TestCa::new("tether test root CA")?;
+    let intermediate = root.intermediate("tether test issuing CA", 10)?;
+    let cert = intermediate.issue_valid(&[API], 200)?;
+    assert_eq!(cert.chain.len(), 2);
+    let server = TestServer::https(Behaviour::ok(), &cert).await?;
+    let targets =
+        json!([{"name": "chain", "url": https_url(server.port()), "ca_bundle": root.pem()}]);
+    let f = s.spawn(&s.env(&targets, &[])).await?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    let e = endpoint(&out, "chain")?;
+    assert_eq!(e["outcomes"], json!(["ok"]), "{out}");
+    let days = e["cert_expiry_days"].as_f64().ok_or("no expiry")?;
+    assert!((9.9..=10.0).contains(&days), "{days}");
+    let published = s
+        .stat("CertificateExpiryDays", "chain", Statistic::Maximum)
+        .await?
+        .ok_or("no CertificateExpiryDays")?;
+    assert!((9.9..=10.0).contains(&published), "{published}");
+    Ok(())
+}
+
 /// The server of the test above does resume sessions: a client that keeps
 /// them (one rustls config, resumption on) resumes its second handshake and
 /// so accepts the replaced certificate unseen. The canary must not.
