@@ -910,6 +910,46 @@ async fn certificate_expiry_is_the_earliest_of_the_chain() -> R {
     Ok(())
 }
 
+/// Every datum carries its round's start as timestamp, not the time it was
+/// sent: with an endpoint that answers after 1.5 s, the datapoint moto keeps
+/// is at least 1.5 s older than the end of the invocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_carry_the_start_of_their_round() -> R {
+    let s = Setup::start().await?;
+    let late = TestServer::http(Behaviour::slow(Duration::from_millis(1500))).await?;
+    let targets = json!([{"name": "late", "url": format!("http://{API}:{}/", late.port())}]);
+    let f = s.spawn(&s.env(&targets, &[])).await?;
+    let before = SystemTime::now();
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    let after = SystemTime::now();
+    assert_eq!(endpoint(&out, "late")?["outcomes"], json!(["ok"]), "{out}");
+    let listed = s
+        .cloudwatch
+        .get_metric_statistics()
+        .namespace(NAMESPACE)
+        .metric_name("Success")
+        .dimensions(Dimension::builder().name("Endpoint").value("late").build())
+        .start_time((before - Duration::from_secs(600)).into())
+        .end_time((after + Duration::from_secs(60)).into())
+        .period(60)
+        .statistics(Statistic::SampleCount)
+        .send()
+        .await?;
+    let points = listed.datapoints();
+    assert_eq!(points.len(), 1, "{listed:?}");
+    let stamp = points[0].timestamp().ok_or("no timestamp")?;
+    let stamp = SystemTime::try_from(*stamp)?;
+    assert!(
+        stamp >= before - Duration::from_secs(1),
+        "{stamp:?} before the invocation"
+    );
+    assert!(
+        stamp + Duration::from_millis(1500) <= after,
+        "{stamp:?} is when the datum was sent"
+    );
+    Ok(())
+}
+
 /// The server of the test above does resume sessions: a client that keeps
 /// them (one rustls config, resumption on) resumes its second handshake and
 /// so accepts the replaced certificate unseen. The canary must not.
