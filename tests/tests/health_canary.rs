@@ -1166,5 +1166,32 @@ async fn secret_headers_post_bodies_slow_answers_and_body_snippets() -> R {
         !logs.contains("k-secret-4711") && !logs.contains("t-0815"),
         "{logs}"
     );
+
+    // A plain String parameter, or a secret that does not exist, fails the
+    // cold start naming the header and the source, not a value.
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name("/tether/plain")
+        .value("visible-value")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await?;
+    for (source, needle) in [
+        (json!({"ssm": "/tether/plain"}), "not a SecureString"),
+        (
+            json!({"secret": "canary/missing"}),
+            "ResourceNotFoundException",
+        ),
+    ] {
+        let targets = json!([{"name": "api", "url": https_url(api.port()), "ca_bundle": ca.pem(), "headers": {"x-key": source}}]);
+        let mut f = s.spawn(&s.env(&targets, &[])).await?;
+        let line = f.config_error().await?;
+        assert!(
+            line.contains("CANARY_TARGETS[0].headers.x-key:")
+                && line.contains(needle)
+                && !line.contains("visible-value"),
+            "{line}"
+        );
+    }
     Ok(())
 }
