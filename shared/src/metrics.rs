@@ -1,6 +1,7 @@
 //! CloudWatch metrics, standard resolution (Route 53 health checks need it).
 
 use std::future::Future;
+use std::time::SystemTime;
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
@@ -25,6 +26,8 @@ pub struct Datum {
     pub unit: Unit,
     /// `(value, count)` pairs: a value observed `count` times.
     pub values: Vec<(f64, f64)>,
+    /// When the values were observed; `None`: when CloudWatch receives them.
+    pub timestamp: Option<SystemTime>,
 }
 
 impl Datum {
@@ -39,7 +42,14 @@ impl Datum {
             dimensions: dimensions.to_vec(),
             unit,
             values: vec![(value, 1.0)],
+            timestamp: None,
         }
+    }
+
+    /// The same datum, observed at `time`.
+    pub fn at(mut self, time: SystemTime) -> Self {
+        self.timestamp = Some(time);
+        self
     }
 
     pub fn count(name: &'static str, dimensions: &[(&'static str, String)], n: usize) -> Self {
@@ -83,6 +93,10 @@ fn datum(d: &Datum) -> MetricDatum {
         .set_dimensions(Some(dimensions))
         .unit(unit)
         .storage_resolution(60)
+        .set_timestamp(
+            d.timestamp
+                .map(aws_sdk_cloudwatch::primitives::DateTime::from),
+        )
         .set_values(Some(d.values.iter().map(|(v, _)| *v).collect()))
         .set_counts(Some(d.values.iter().map(|(_, c)| *c).collect()))
         .build()

@@ -5,8 +5,13 @@
 //! [`Behaviour`] says (answer, answer late, hang after accept, stream an
 //! endless body, a sequence of statuses); a test changes the behaviour while
 //! it runs and reads back what each request carried (method, path, Host,
-//! SNI, headers). Dropping the server closes the port, so connections are
-//! then refused.
+//! SNI, headers, body, HTTP version, whether TLS was resumed). HTTPS servers
+//! offer h2 and http/1.1 by ALPN, issue session tickets (so a client that
+//! resumed would skip certificate checks), and can swap their certificate
+//! while they run ([`TestServer::set_cert`]) with the same server context.
+//! Dropping the server closes the port, so connections are then refused.
+//!
+//! [`Unanswering`] is an address whose TCP handshake never completes.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -19,15 +24,19 @@ use futures_util::stream;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use rustls::HandshakeKind;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::sync::RwLock;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -41,6 +50,9 @@ const DAY: Duration = Duration::from_secs(86_400);
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
+    /// An intermediate CA's certificates up to (not including) the root,
+    /// sent with every certificate it issues.
+    chain: Vec<CertificateDer<'static>>,
 }
 
 /// A server certificate (chain and key) issued by a [`TestCa`].
@@ -69,22 +81,49 @@ fn set_validity(
     Ok(())
 }
 
+/// The parameters of a CA certificate named `name`.
+fn ca_params(
+    name: &str,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, BoxError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    set_validity(&mut params, not_before, not_after)?;
+    Ok(params)
+}
+
 impl TestCa {
     /// A self-signed CA named `name`.
     pub fn new(name: &str) -> Result<TestCa, BoxError> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let now = SystemTime::now();
-        set_validity(&mut params, now - 2 * 365 * DAY, now + 10 * 365 * DAY)?;
+        let params = ca_params(name, now - 2 * 365 * DAY, now + 10 * 365 * DAY)?;
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         Ok(TestCa {
             pem: cert.pem(),
             issuer: Issuer::new(params, key),
+            chain: Vec::new(),
+        })
+    }
+
+    /// An intermediate CA named `name`, signed by this one, valid since
+    /// yesterday for `days` more days; what it issues carries its chain.
+    pub fn intermediate(&self, name: &str, days: u64) -> Result<TestCa, BoxError> {
+        let now = SystemTime::now();
+        let params = ca_params(name, now - DAY, now + Duration::from_secs(days * 86_400))?;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.chain.iter().cloned());
+        Ok(TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+            chain,
         })
     }
 
@@ -105,8 +144,10 @@ impl TestCa {
         set_validity(&mut params, not_before, not_after)?;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.chain.iter().cloned());
         Ok(ServerCert {
-            chain: vec![cert.der().clone()],
+            chain,
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
         })
     }
@@ -194,6 +235,31 @@ pub struct SeenRequest {
     pub sni: Option<String>,
     /// Lowercase names.
     pub headers: BTreeMap<String, String>,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+    /// The request body (lossy UTF-8).
+    pub body: String,
+    /// https: whether the TLS session was resumed (no certificate sent).
+    pub resumed: Option<bool>,
+}
+
+/// The certificate an HTTPS server presents, replaceable while it runs.
+#[derive(Debug)]
+struct SwappableCert(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for SwappableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.0.read().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+}
+
+fn certified_key(cert: &ServerCert) -> Result<Arc<CertifiedKey>, BoxError> {
+    let key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&PrivateKeyDer::Pkcs8(
+        cert.key.clone_key(),
+    ))?;
+    Ok(Arc::new(CertifiedKey::new(cert.chain.clone(), key)))
 }
 
 #[derive(Debug)]
@@ -208,6 +274,7 @@ pub struct TestServer {
     addr: SocketAddr,
     state: Arc<Mutex<ServerState>>,
     tasks: JoinSet<()>,
+    cert: Option<Arc<SwappableCert>>,
 }
 
 fn lock(state: &Mutex<ServerState>) -> MutexGuard<'_, ServerState> {
@@ -220,17 +287,20 @@ impl TestServer {
         Self::start(behaviour, None).await
     }
 
-    /// An HTTPS server presenting `cert`.
+    /// An HTTPS server presenting `cert`, offering h2 and http/1.1, with
+    /// session tickets and a session cache (resumption on).
     pub async fn https(behaviour: Behaviour, cert: &ServerCert) -> Result<TestServer, BoxError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let swappable = Arc::new(SwappableCert(RwLock::new(certified_key(cert)?)));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(
-                cert.chain.clone(),
-                PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-            )?;
-        Self::start(behaviour, Some(TlsAcceptor::from(Arc::new(config)))).await
+            .with_cert_resolver(Arc::clone(&swappable) as Arc<dyn ResolvesServerCert>);
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut server = Self::start(behaviour, Some(TlsAcceptor::from(Arc::new(config)))).await?;
+        server.cert = Some(swappable);
+        Ok(server)
     }
 
     async fn start(behaviour: Behaviour, tls: Option<TlsAcceptor>) -> Result<TestServer, BoxError> {
@@ -243,7 +313,20 @@ impl TestServer {
         }));
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(listener, tls, Arc::clone(&state)));
-        Ok(TestServer { addr, state, tasks })
+        Ok(TestServer {
+            addr,
+            state,
+            tasks,
+            cert: None,
+        })
+    }
+
+    /// Presents `cert` from the next handshake on; the TLS context (and so
+    /// its session tickets) stays the same.
+    pub fn set_cert(&self, cert: &ServerCert) -> Result<(), BoxError> {
+        let swappable = self.cert.as_ref().ok_or("set_cert: not an HTTPS server")?;
+        *swappable.0.write().unwrap_or_else(|p| p.into_inner()) = certified_key(cert)?;
+        Ok(())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -273,6 +356,51 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// A loopback address whose TCP handshake never completes: a listener
+/// with a backlog of 0 that never accepts, its accept queue filled by
+/// connections held here, so that Linux drops every further SYN (as a
+/// dead or blackholed node behaves). Created by hand: nothing else in the
+/// tests blackholes an address. Dropping it closes the listener.
+pub struct Unanswering {
+    addr: SocketAddr,
+    _listener: TcpListener,
+    _held: Vec<TcpStream>,
+}
+
+impl Unanswering {
+    /// On `addr` (a loopback IPv4 address; port 0 picks one).
+    pub async fn start_on(addr: SocketAddr) -> Result<Unanswering, BoxError> {
+        if !addr.ip().is_loopback() {
+            return Err(format!("{addr} is not a loopback address").into());
+        }
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(addr)?;
+        let listener = socket.listen(0)?;
+        let addr = listener.local_addr()?;
+        let mut held = Vec::new();
+        // Fill the accept queue: the first connection whose handshake does
+        // not complete shows it is full (its SYN was dropped).
+        for _ in 0..64 {
+            match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => held.push(stream),
+                Ok(Err(e)) => return Err(format!("filling the backlog of {addr}: {e}").into()),
+                Err(_) => {
+                    return Ok(Unanswering {
+                        addr,
+                        _listener: listener,
+                        _held: held,
+                    });
+                }
+            }
+        }
+        Err(format!("the backlog of {addr} never filled after 64 connections").into())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -321,24 +449,36 @@ async fn connection(
         Some(acceptor) => {
             // A failed handshake (the client rejected the certificate) ends here.
             if let Ok(tls_stream) = acceptor.accept(stream).await {
-                let sni = tls_stream.get_ref().1.server_name().map(str::to_owned);
-                serve(tls_stream, sni, state).await;
+                let conn = tls_stream.get_ref().1;
+                let tls = TlsSeen {
+                    sni: conn.server_name().map(str::to_owned),
+                    resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+                };
+                serve(tls_stream, Some(tls), state).await;
             }
         }
     }
 }
 
-async fn serve<S>(io: S, sni: Option<String>, state: Arc<Mutex<ServerState>>)
+/// What the TLS handshake of a connection showed.
+#[derive(Debug, Clone)]
+struct TlsSeen {
+    sni: Option<String>,
+    resumed: bool,
+}
+
+async fn serve<S>(io: S, tls: Option<TlsSeen>, state: Arc<Mutex<ServerState>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |request: Request<Incoming>| {
         let state = Arc::clone(&state);
-        let sni = sni.clone();
-        async move { Ok::<_, Infallible>(respond(request, sni, &state).await) }
+        let tls = tls.clone();
+        async move { Ok::<_, Infallible>(respond(request, tls, &state).await) }
     });
+    // HTTP/1.1 or h2 (as ALPN settled, or by the preface on plain HTTP).
     // Errors are the client going away, which probes do on purpose.
-    let _ = http1::Builder::new()
+    let _ = auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), service)
         .await;
 }
@@ -347,7 +487,7 @@ type Body = BoxBody<Bytes, Infallible>;
 
 async fn respond(
     request: Request<Incoming>,
-    sni: Option<String>,
+    tls: Option<TlsSeen>,
     state: &Mutex<ServerState>,
 ) -> Response<Body> {
     let headers: BTreeMap<String, String> = request
@@ -360,12 +500,30 @@ async fn respond(
             )
         })
         .collect();
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let version = format!("{:?}", request.version());
+    // h2 carries the host as the :authority, HTTP/1.1 as the Host header.
+    let host = headers
+        .get("host")
+        .cloned()
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    let body = match http_body_util::Limited::new(request.into_body(), 1024 * 1024)
+        .collect()
+        .await
+    {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        Err(e) => format!("(body not read: {e})"),
+    };
     let seen = SeenRequest {
-        method: request.method().to_string(),
-        path: request.uri().path().to_owned(),
-        host: headers.get("host").cloned(),
-        sni,
+        method,
+        path,
+        host,
+        sni: tls.as_ref().and_then(|t| t.sni.clone()),
         headers,
+        version,
+        body,
+        resumed: tls.map(|t| t.resumed),
     };
     let behaviour = {
         let mut s = lock(state);

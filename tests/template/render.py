@@ -19,6 +19,9 @@ PARAMETERS = {
     "CanaryTargets": '[{"name":"orders","url":"https://api.example.com/health"},'
     '{"name":"billing","url":"https://billing.example.com/health"}]',
     "CanaryEndpoints": "orders,billing",
+    "CanaryHeaderSecretArns": "arn:aws:secretsmanager:us-east-1:123456789012:secret:tether/canary-api-key-AbCdEf",
+    "CanaryHeaderParameterArns": "arn:aws:ssm:us-east-1:123456789012:parameter/tether/canary/token",
+    "CanaryHeaderKmsKeyArns": "arn:aws:kms:us-east-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
     "SubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
     "SecurityGroupIds": "sg-0123456789abcdef0",
     "HostedZoneId": "Z0123456789ABCDEFGHIJ",

@@ -221,6 +221,29 @@ def test_s3_only_on_the_state_bucket(rendered):
     assert not any(a.startswith("s3:") for a in actions(statements_of(rendered, "HealthCanaryFunctionRole")) - {"s3:GetObject"})
 
 
+def test_the_canary_reads_only_the_header_secrets_it_is_given(rendered):
+    """Secret probe headers: GetSecretValue, GetParameter and kms:Decrypt (through those services only) on
+    exactly the listed ARNs; nothing of the kind when the lists are empty."""
+    statements = statements_of(rendered, "HealthCanaryFunctionRole")
+    secret_actions = {a for a in actions(statements) if a.split(":")[0] in {"secretsmanager", "ssm", "kms"}}
+    assert secret_actions == {"secretsmanager:GetSecretValue", "ssm:GetParameter", "kms:Decrypt"}
+    by_action = {a: s for s in statements for a in as_list(s["Action"])}
+    assert by_action["secretsmanager:GetSecretValue"]["Resource"] == {"Ref": "CanaryHeaderSecretArns"}
+    assert by_action["ssm:GetParameter"]["Resource"] == {"Ref": "CanaryHeaderParameterArns"}
+    decrypt = by_action["kms:Decrypt"]
+    assert decrypt["Resource"] == {"Ref": "CanaryHeaderKmsKeyArns"}
+    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == [
+        {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}, {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}]
+    template = load()
+    for condition in ["HasCanaryHeaderSecrets", "HasCanaryHeaderParameters", "HasCanaryHeaderKmsKeys"]:
+        assert conditions(template, PARAMETERS)[condition]
+        empty = PARAMETERS | {"CanaryHeaderSecretArns": "", "CanaryHeaderParameterArns": "", "CanaryHeaderKmsKeyArns": ""}
+        assert not conditions(template, empty)[condition]
+    declared = template["Parameters"]
+    assert not re.fullmatch(declared["CanaryHeaderSecretArns"]["AllowedPattern"], "*")
+    assert not re.fullmatch(declared["CanaryHeaderParameterArns"]["AllowedPattern"], "arn:aws:ssm:us-east-1:123456789012:*")
+
+
 def test_the_canary_reads_only_its_endpoints_object():
     """CanaryTargetsS3Uri: GetObject on that one object, the URI in CANARY_TARGETS_S3_URI, no inline CANARY_TARGETS."""
     params = {"CanaryTargets": "", "CanaryTargetsS3Uri": "s3://platform-config/tether/prod/endpoints.json"}

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, Statistic};
 use serde_json::{Value, json};
 use tether_tests::dns::{Answer, DnsServer};
-use tether_tests::https::{Behaviour, TestCa, TestServer, refused_addr};
+use tether_tests::https::{Behaviour, TestCa, TestServer, Unanswering, refused_addr};
 use tether_tests::lambda::{FunctionProcess, Invocation, function_binary};
 use tether_tests::moto::{BoxError, Moto};
 use tether_tests::world::{ips, scheduled_event};
@@ -270,6 +270,7 @@ async fn healthy_http_and_https_endpoints_publish_success_latency_and_certificat
         metrics,
         [
             "CertificateExpiryDays Endpoint=orders-https",
+            "DegradedEndpoints ",
             "Latency Endpoint=orders-http",
             "Latency Endpoint=orders-https",
             "Success Endpoint=orders-http",
@@ -451,7 +452,8 @@ async fn connect_to_keeps_the_url_host_for_sni_and_the_host_header() -> R {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_round_is_published_as_it_ends_and_the_minute_average_is_the_success_ratio() -> R {
     let s = Setup::start().await?;
-    let server = TestServer::http(Behaviour::Statuses(vec![200, 500, 200])).await?;
+    // Round 2 fails twice: its first attempt and the retry.
+    let server = TestServer::http(Behaviour::Statuses(vec![200, 500, 500, 200])).await?;
     let targets = json!([{"name": "flaky", "url": format!("http://{API}:{}/", server.port()), "timeout_ms": 1000}]);
     let f = s
         .spawn(&s.env(
@@ -492,7 +494,16 @@ async fn every_round_is_published_as_it_ends_and_the_minute_average_is_the_succe
         json!(["ok", "status", "ok"])
     );
     assert_eq!(endpoint(&out, "flaky")?["successes"], 2);
-    assert_eq!(server.requests().len(), 3);
+    assert_eq!(endpoint(&out, "flaky")?["retried"], 1);
+    assert_eq!(server.requests().len(), 4);
+    let retry_lines = f
+        .logs()
+        .lines()
+        .filter(|l| {
+            l.contains("probe attempt failed, retrying") && l.contains("\"class\":\"status\"")
+        })
+        .count();
+    assert_eq!(retry_lines, 1, "{}", f.logs());
     assert_eq!(
         s.stat("Success", "flaky", Statistic::SampleCount).await?,
         Some(3.0)
@@ -700,6 +711,31 @@ async fn bad_configuration_fails_the_cold_start_without_any_network_call() -> R 
             "CANARY_TARGETS",
             "not set",
         ),
+        // Names CloudWatch or the template's logical IDs would refuse.
+        (
+            vec![("CANARY_TARGETS", ok(json!({"name": "caf\u{e9}-api"})))],
+            "CANARY_TARGETS[0].name",
+            "non-ASCII character",
+        ),
+        (
+            vec![("CANARY_TARGETS", ok(json!({"name": "orders\u{7}"})))],
+            "CANARY_TARGETS[0].name",
+            "control character U+0007",
+        ),
+        (
+            vec![(
+                "CANARY_TARGETS",
+                json!([{"name": "orders-api", "url": url}, {"name": "orders_api", "url": url}])
+                    .to_string(),
+            )],
+            "CANARY_TARGETS[1].name",
+            "same letters and digits (ordersapi)",
+        ),
+        (
+            vec![("CANARY_TARGETS", ok(json!({"body": "{}"})))],
+            "CANARY_TARGETS[0].body",
+            "POST or PUT",
+        ),
     ];
     for (vars, location, needle) in cases {
         let mut env = s.env(&json!([]), &[]);
@@ -799,5 +835,363 @@ async fn endpoints_can_come_from_an_s3_object_beyond_the_4_kb_environment() -> R
         line.contains("CANARY_TARGETS_S3_URI") && line.contains("missing.json"),
         "{line}"
     );
+    Ok(())
+}
+
+/// A replaced certificate is seen by the very next probe: the server keeps
+/// one TLS context (its session tickets stay valid) while its certificate
+/// changes between invocations of one canary process, so a client that
+/// resumed sessions would keep reporting the old, good certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_certificate_is_checked_at_the_next_invocation_without_resumption() -> R {
+    let s = Setup::start().await?;
+    let ca = TestCa::new("tether test CA")?;
+    let other_ca = TestCa::new("someone else's CA")?;
+    let server = TestServer::https(Behaviour::ok(), &ca.issue_valid(&[API], 45)?).await?;
+    let targets = json!([{"name": "swap", "url": https_url(server.port()), "ca_bundle": ca.pem()}]);
+    let f = s.spawn(&s.env(&targets, &[])).await?;
+
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    let first = endpoint(&out, "swap")?;
+    assert_eq!(first["outcomes"], json!(["ok"]), "{out}");
+    assert_eq!(first["protocol"], "h2", "{out}");
+
+    server.set_cert(&other_ca.issue_valid(&[API], 90)?)?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    let second = endpoint(&out, "swap")?;
+    assert_eq!(second["outcomes"], json!(["tls_unknown_ca"]), "{out}");
+    // The refused chain still tells its expiry.
+    let days = second["cert_expiry_days"].as_f64().ok_or("no expiry")?;
+    assert!((89.0..=90.0).contains(&days), "{days}");
+
+    server.set_cert(&ca.issue_expired(&[API])?)?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    let third = endpoint(&out, "swap")?;
+    assert_eq!(third["outcomes"], json!(["tls_expired"]), "{out}");
+    let days = third["cert_expiry_days"].as_f64().ok_or("no expiry")?;
+    assert!((-2.0..0.0).contains(&days), "{days}");
+    let lowest = s
+        .stat("CertificateExpiryDays", "swap", Statistic::Minimum)
+        .await?
+        .ok_or("no CertificateExpiryDays")?;
+    assert!(lowest < 0.0, "{lowest}");
+
+    // Only the first invocation got as far as a request; no handshake resumed.
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].resumed, Some(false));
+    assert_eq!(requests[0].version, "HTTP/2.0");
+    Ok(())
+}
+
+/// `CertificateExpiryDays` is the earliest expiry of the chain the server
+/// sends: an intermediate CA that expires in 10 days, over a leaf valid for 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_expiry_is_the_earliest_of_the_chain() -> R {
+    let s = Setup::start().await?;
+    let root = TestCa::new("tether test root CA")?;
+    let intermediate = root.intermediate("tether test issuing CA", 10)?;
+    let cert = intermediate.issue_valid(&[API], 200)?;
+    assert_eq!(cert.chain.len(), 2);
+    let server = TestServer::https(Behaviour::ok(), &cert).await?;
+    let targets =
+        json!([{"name": "chain", "url": https_url(server.port()), "ca_bundle": root.pem()}]);
+    let f = s.spawn(&s.env(&targets, &[])).await?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    let e = endpoint(&out, "chain")?;
+    assert_eq!(e["outcomes"], json!(["ok"]), "{out}");
+    let days = e["cert_expiry_days"].as_f64().ok_or("no expiry")?;
+    assert!((9.9..=10.0).contains(&days), "{days}");
+    let published = s
+        .stat("CertificateExpiryDays", "chain", Statistic::Maximum)
+        .await?
+        .ok_or("no CertificateExpiryDays")?;
+    assert!((9.9..=10.0).contains(&published), "{published}");
+    Ok(())
+}
+
+/// Every datum carries its round's start as timestamp, not the time it was
+/// sent: with an endpoint that answers after 1.5 s, the datapoint moto keeps
+/// is at least 1.5 s older than the end of the invocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_carry_the_start_of_their_round() -> R {
+    let s = Setup::start().await?;
+    let late = TestServer::http(Behaviour::slow(Duration::from_millis(1500))).await?;
+    let targets = json!([{"name": "late", "url": format!("http://{API}:{}/", late.port())}]);
+    let f = s.spawn(&s.env(&targets, &[])).await?;
+    let before = SystemTime::now();
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    let after = SystemTime::now();
+    assert_eq!(endpoint(&out, "late")?["outcomes"], json!(["ok"]), "{out}");
+    let listed = s
+        .cloudwatch
+        .get_metric_statistics()
+        .namespace(NAMESPACE)
+        .metric_name("Success")
+        .dimensions(Dimension::builder().name("Endpoint").value("late").build())
+        .start_time((before - Duration::from_secs(600)).into())
+        .end_time((after + Duration::from_secs(60)).into())
+        .period(60)
+        .statistics(Statistic::SampleCount)
+        .send()
+        .await?;
+    let points = listed.datapoints();
+    assert_eq!(points.len(), 1, "{listed:?}");
+    let stamp = points[0].timestamp().ok_or("no timestamp")?;
+    let stamp = SystemTime::try_from(*stamp)?;
+    assert!(
+        stamp >= before - Duration::from_secs(1),
+        "{stamp:?} before the invocation"
+    );
+    assert!(
+        stamp + Duration::from_millis(1500) <= after,
+        "{stamp:?} is when the datum was sent"
+    );
+    Ok(())
+}
+
+/// The server of the test above does resume sessions: a client that keeps
+/// them (one rustls config, resumption on) resumes its second handshake and
+/// so accepts the replaced certificate unseen. The canary must not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_server_lets_a_resuming_client_miss_a_replaced_certificate() -> R {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new("tether test CA")?;
+    let other_ca = TestCa::new("someone else's CA")?;
+    let server = TestServer::https(Behaviour::ok(), &ca.issue_valid(&[API], 45)?).await?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.pem().as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let mut kinds = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            server.set_cert(&other_ca.issue_valid(&[API], 90)?)?;
+        }
+        let tcp = tokio::net::TcpStream::connect(server.addr()).await?;
+        let mut tls = connector
+            .connect(rustls::pki_types::ServerName::try_from(API)?, tcp)
+            .await?;
+        kinds.push(tls.get_ref().1.handshake_kind());
+        let request = format!("GET /health HTTP/1.1\r\nHost: {API}\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        // Reading to the end also takes in the session tickets.
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+    assert_eq!(
+        server
+            .requests()
+            .iter()
+            .map(|r| r.resumed)
+            .collect::<Vec<_>>(),
+        [Some(false), Some(true)]
+    );
+    Ok(())
+}
+
+/// One node of several that never completes a TCP handshake (a full
+/// accept queue, made by hand in test support) costs its connect timeout,
+/// not the probe: the next address answers within the timeout, and the
+/// probe counts as degraded. Both a name with two addresses and a
+/// `connect_to` list are tried in turn, the first address rotating by round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_never_completes_the_handshake_is_skipped_and_counted_degraded() -> R {
+    let s = Setup::start().await?;
+    let server = TestServer::http(Behaviour::ok()).await?;
+    let port = server.port();
+    let dead = Unanswering::start_on(format!("127.0.0.2:{port}").parse()?).await?;
+    let live = format!("127.0.0.1:{port}");
+    let two = "two.example.test";
+    s.dns
+        .set(two, Answer::Addrs(ips(&["127.0.0.2", "127.0.0.1"])));
+    let targets = json!([
+        {"name": "by-name", "url": format!("http://{two}:{port}/"), "timeout_ms": 3000, "connect_timeout_ms": 500},
+        {"name": "by-list", "url": format!("http://{API}/"), "connect_to": [dead.addr().to_string(), live],
+         "timeout_ms": 3000, "connect_timeout_ms": 500},
+    ]);
+    let env = s.env(
+        &targets,
+        &[
+            ("PROBES_PER_INVOCATION", "2"),
+            ("PROBE_INTERVAL_MS", "3000"),
+        ],
+    );
+    let f = s.spawn(&env).await?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    for name in ["by-name", "by-list"] {
+        let e = endpoint(&out, name)?;
+        assert_eq!(e["outcomes"], json!(["ok", "ok"]), "{out}");
+        assert!(e.get("retried").is_none(), "{out}");
+    }
+    // connect_to is tried in order, starting one further each round: the
+    // dead address comes first in round 1 only.
+    assert_eq!(endpoint(&out, "by-list")?["degraded"], 1, "{out}");
+    assert!(
+        endpoint(&out, "by-name")?["degraded"].as_u64() >= Some(1),
+        "{out}"
+    );
+    let dead_addr = dead.addr().to_string();
+    let degraded_lines = f
+        .logs()
+        .lines()
+        .filter(|l| {
+            l.contains("probe degraded")
+                && l.contains(&dead_addr)
+                && l.contains("no TCP handshake within 500 ms")
+        })
+        .count();
+    assert!(degraded_lines >= 2, "{}", f.logs());
+    let now = SystemTime::now();
+    let degraded = s
+        .cloudwatch
+        .get_metric_statistics()
+        .namespace(NAMESPACE)
+        .metric_name("DegradedEndpoints")
+        .start_time((now - Duration::from_secs(600)).into())
+        .end_time((now + Duration::from_secs(60)).into())
+        .period(60)
+        .statistics(Statistic::Sum)
+        .send()
+        .await?;
+    let sum: f64 = degraded.datapoints().iter().filter_map(|d| d.sum()).sum();
+    assert!(sum >= 2.0, "{degraded:?}");
+    assert_eq!(server.requests().len(), 4);
+    Ok(())
+}
+
+/// Header values from Secrets Manager and an SSM SecureString (moto), read
+/// once at cold start and never logged; a POST body; h2 by ALPN; the `slow`
+/// class; and a failed status's body snippet in the log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_headers_post_bodies_slow_answers_and_body_snippets() -> R {
+    let s = Setup::start().await?;
+    let sdk = s.moto.sdk_config().await;
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name("canary/api-key")
+        .secret_string("k-secret-4711")
+        .send()
+        .await?;
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name("/tether/token")
+        .value("Bearer t-0815")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await?;
+    let ca = TestCa::new("tether test CA")?;
+    let api = TestServer::https(Behaviour::ok(), &ca.issue_valid(&[API], 45)?).await?;
+    let slow = TestServer::http(Behaviour::slow(Duration::from_millis(400))).await?;
+    let down = TestServer::http(Behaviour::status(
+        503,
+        "database\n connection pool exhausted",
+    ))
+    .await?;
+    let targets = json!([
+        {"name": "post", "url": https_url(api.port()), "method": "POST", "body": "{\"ping\": 1}", "ca_bundle": ca.pem(),
+         "headers": {"x-api-key": {"secret": "canary/api-key"}, "authorization": {"ssm": "/tether/token"}}},
+        {"name": "slow", "url": format!("http://{API}:{}/", slow.port()), "max_latency_ms": 100},
+        {"name": "down", "url": format!("http://{API}:{}/", down.port())},
+    ]);
+    let f = s.spawn(&s.env(&targets, &[])).await?;
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
+    assert_eq!(endpoint(&out, "post")?["outcomes"], json!(["ok"]), "{out}");
+    let seen = api.requests();
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0];
+    assert_eq!(
+        (request.method.as_str(), request.body.as_str()),
+        ("POST", "{\"ping\": 1}")
+    );
+    assert_eq!(request.version, "HTTP/2.0");
+    assert_eq!(
+        request.headers.get("x-api-key").map(String::as_str),
+        Some("k-secret-4711")
+    );
+    assert_eq!(
+        request.headers.get("authorization").map(String::as_str),
+        Some("Bearer t-0815")
+    );
+    assert_eq!(
+        request.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+
+    let slow_report = endpoint(&out, "slow")?;
+    assert_eq!(slow_report["outcomes"], json!(["slow"]), "{out}");
+    assert_eq!(slow_report["retried"], 1, "{out}");
+    assert!(
+        slow_report["last_failure"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_latency_ms 100")),
+        "{out}"
+    );
+
+    let down_report = endpoint(&out, "down")?;
+    assert_eq!(down_report["outcomes"], json!(["status"]), "{out}");
+    assert_eq!(
+        down_report["last_failure"]["snippet"], "database connection pool exhausted",
+        "{out}"
+    );
+    let lines = probe_lines(&f.logs(), "down");
+    assert_eq!(
+        lines[0]["fields"]["body"],
+        "database connection pool exhausted",
+        "{}",
+        f.logs()
+    );
+
+    let logs = f.logs();
+    assert!(
+        !logs.contains("k-secret-4711") && !logs.contains("t-0815"),
+        "{logs}"
+    );
+
+    // A plain String parameter, or a secret that does not exist, fails the
+    // cold start naming the header and the source, not a value.
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name("/tether/plain")
+        .value("visible-value")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await?;
+    for (source, needle) in [
+        (json!({"ssm": "/tether/plain"}), "not a SecureString"),
+        (
+            json!({"secret": "canary/missing"}),
+            "ResourceNotFoundException",
+        ),
+    ] {
+        let targets = json!([{"name": "api", "url": https_url(api.port()), "ca_bundle": ca.pem(), "headers": {"x-key": source}}]);
+        let mut f = s.spawn(&s.env(&targets, &[])).await?;
+        let line = f.config_error().await?;
+        assert!(
+            line.contains("CANARY_TARGETS[0].headers.x-key:")
+                && line.contains(needle)
+                && !line.contains("visible-value"),
+            "{line}"
+        );
+    }
     Ok(())
 }

@@ -39,6 +39,25 @@ pub fn not_after(der: &[u8]) -> Result<i64, CertError> {
     Ok(not_after)
 }
 
+/// The earliest `notAfter` of `chain` (the leaf and the intermediates the
+/// server sent), and the first error of a certificate that could not be
+/// read (the others still count).
+pub fn earliest_not_after<'a>(
+    chain: impl IntoIterator<Item = &'a [u8]>,
+) -> (Option<i64>, Option<CertError>) {
+    let mut earliest: Option<i64> = None;
+    let mut error = None;
+    for der in chain {
+        match not_after(der) {
+            Ok(t) => earliest = Some(earliest.map_or(t, |e| e.min(t))),
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    (earliest, error)
+}
+
 /// One `Time` at the start of `input`, and what follows it.
 fn time(input: &[u8]) -> Result<(i64, &[u8]), CertError> {
     match input.first() {
@@ -241,6 +260,41 @@ mod tests {
     }
 
     #[test]
+    fn the_earliest_expiry_of_the_chain_counts() {
+        let leaf = cert(
+            true,
+            (UTC_TIME, "200101000000Z"),
+            (UTC_TIME, "300101000000Z"),
+            1,
+        );
+        let intermediate = cert(
+            true,
+            (UTC_TIME, "200101000000Z"),
+            (UTC_TIME, "270601000000Z"),
+            1,
+        );
+        let root_like = cert(
+            true,
+            (UTC_TIME, "200101000000Z"),
+            (UTC_TIME, "400101000000Z"),
+            1,
+        );
+        let chain = [
+            leaf.as_slice(),
+            intermediate.as_slice(),
+            root_like.as_slice(),
+        ];
+        let (earliest, error) = earliest_not_after(chain);
+        assert_eq!(earliest, not_after(&intermediate).ok());
+        assert_eq!(error, None);
+        // An unreadable certificate is reported; the readable ones still count.
+        let (earliest, error) = earliest_not_after([b"junk".as_slice(), leaf.as_slice()]);
+        assert_eq!(earliest, not_after(&leaf).ok());
+        assert!(error.is_some());
+        assert_eq!(earliest_not_after([]), (None, None));
+    }
+
+    #[test]
     fn leap_days() {
         assert!(parse_time(b"20000229000000Z", 4).is_ok());
         assert!(parse_time(b"21000229000000Z", 4).is_err());
@@ -275,6 +329,18 @@ mod tests {
             let b = not_after(&cert(true, (UTC_TIME, short), (GENERALIZED_TIME, &long), 2));
             prop_assert!(a.is_ok());
             prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn the_chain_expiry_is_the_minimum(years in proptest::collection::vec(1950i64..2050, 1..6)) {
+            let certs: Vec<Vec<u8>> = years
+                .iter()
+                .map(|y| cert(true, (UTC_TIME, "200101000000Z"), (GENERALIZED_TIME, &format!("{y:04}0101000000Z")), 1))
+                .collect();
+            let (earliest, error) = earliest_not_after(certs.iter().map(Vec::as_slice));
+            let min = years.iter().min().copied().unwrap_or(0);
+            prop_assert_eq!(earliest, Some(days_from_civil(min, 1, 1) * 86_400));
+            prop_assert_eq!(error, None);
         }
 
         #[test]

@@ -21,6 +21,12 @@ use crate::config::{ConfigError, DnsSettings, Vars, dns_settings, namespace};
 use crate::fields::{Fields, json_array, shorten, show, split_list};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
+/// The TCP handshake with one address, unless the timeout is shorter.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
+/// Addresses in one `connect_to` (one per availability zone, and room).
+pub const MAX_CONNECT_TO: usize = 16;
+/// The largest request `body`.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 pub const DEFAULT_PROBES: u64 = 1;
 pub const DEFAULT_INTERVAL_MS: u64 = 10_000;
 /// The longest an invocation may plan to probe: the Lambda maximum is 15
@@ -88,19 +94,45 @@ pub struct Endpoint {
     pub name: String,
     pub url: Url,
     pub method: Method,
+    /// Plain header values, and (after [`super::secrets::resolve`]) the
+    /// secret ones, marked sensitive.
     pub headers: HeaderMap,
+    /// Headers whose values are read from Secrets Manager or SSM at cold start.
+    pub secret_headers: Vec<(HeaderName, SecretRef)>,
+    /// Sent with POST and PUT only.
+    pub body: Option<String>,
     pub expect_status: StatusSet,
     pub body_contains: Option<String>,
-    /// Bounds connect, TLS and the response together.
+    /// Bounds the whole probe (connect, TLS, answer, and the one retry).
     pub timeout: Duration,
-    /// Connect here instead of resolving the URL's host (which stays the
-    /// SNI name and the Host header).
-    pub connect_to: Option<SocketAddr>,
+    /// Bounds the TCP handshake with one address; the next is tried after.
+    pub connect_timeout: Duration,
+    /// An answer slower than this fails with the class `slow`.
+    pub max_latency: Option<Duration>,
+    /// Connect to these (in turn) instead of resolving the URL's host
+    /// (which stays the SNI name and the Host header). Empty: resolve.
+    pub connect_to: Vec<SocketAddr>,
     /// PEM text of extra trusted CAs, already checked to parse.
     pub ca_bundle: Option<String>,
 }
 
-impl Endpoint {}
+/// Where a header value is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SecretRef {
+    /// A Secrets Manager secret (name or ARN); its `SecretString` is the value.
+    Secret(String),
+    /// An SSM parameter (name or ARN), read with decryption (SecureString).
+    Parameter(String),
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Secret(id) => write!(f, "secret {id}"),
+            SecretRef::Parameter(name) => write!(f, "SSM parameter {name}"),
+        }
+    }
+}
 
 /// Accepted status codes: inclusive ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,15 +369,32 @@ fn parse_targets(json: &str) -> Result<Vec<Endpoint>, ConfigError> {
         }
         endpoints.push(endpoint);
     }
+    if let Some((first, second)) =
+        super::names::colliding(endpoints.iter().map(|e| e.name.as_str()))
+    {
+        let (a, b) = (&endpoints[first].name, &endpoints[second].name);
+        return Err(ConfigError::new(
+            format!("CANARY_TARGETS[{second}].name"),
+            format!(
+                "\"{}\" and CANARY_TARGETS[{first}].name \"{}\" have the same letters and digits ({}): the template's logical IDs (EndpointAlarm&{{Endpoint}}) keep only those, so they would collide",
+                shorten(b),
+                shorten(a),
+                super::names::logical_suffix(b)
+            ),
+        ));
+    }
     Ok(endpoints)
 }
 
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 12] = [
+    "body",
     "body_contains",
     "ca_bundle",
+    "connect_timeout_ms",
     "connect_to",
     "expect_status",
     "headers",
+    "max_latency_ms",
     "method",
     "name",
     "timeout_ms",
@@ -359,16 +408,20 @@ impl Endpoint {
         // `headers` and `expect_status` are not plain scalars: read them from
         // the object directly and leave the rest to `Fields`.
         let mut rest = value.clone();
-        let (raw_headers, raw_status) = match &mut rest {
-            Value::Object(map) => (map.remove("headers"), map.remove("expect_status")),
-            _ => (None, None),
+        let (raw_headers, raw_status, raw_connect_to) = match &mut rest {
+            Value::Object(map) => (
+                map.remove("headers"),
+                map.remove("expect_status"),
+                map.remove("connect_to"),
+            ),
+            _ => (None, None, None),
         };
         let mut f = Fields::new(location, &rest)?;
         let name = f.required_string("name")?;
-        if name.chars().count() > 255 {
+        if let Err(problem) = super::names::check_name(&name) {
             return Err(ConfigError::new(
                 f.at("name"),
-                format!("\"{}\" is longer than 255 characters", shorten(&name)),
+                format!("{} {problem}", show(&Value::String(name.clone()))),
             ));
         }
         let url = parse_url(&f.at("url"), &f.required_string("url")?)?;
@@ -396,23 +449,49 @@ impl Endpoint {
         let timeout_ms = f
             .number("timeout_ms", TIMEOUT_RANGE)?
             .unwrap_or(DEFAULT_TIMEOUT_MS);
-        let connect_to = match f.string("connect_to")? {
-            None => None,
-            Some(text) => match text.parse::<SocketAddr>() {
-                Ok(addr) if addr.port() != 0 => Some(addr),
-                _ => {
-                    return Err(ConfigError::new(
-                        f.at("connect_to"),
-                        format!(
-                            "\"{}\" is not ip:port (such as 10.0.1.25:443 or [fd00::1]:443)",
-                            shorten(&text)
-                        ),
-                    ));
-                }
-            },
+        let connect_timeout_ms = f
+            .number("connect_timeout_ms", TIMEOUT_RANGE)?
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS.min(timeout_ms));
+        if connect_timeout_ms > timeout_ms {
+            return Err(ConfigError::new(
+                f.at("connect_timeout_ms"),
+                format!("{connect_timeout_ms} is more than timeout_ms ({timeout_ms})"),
+            ));
+        }
+        let max_latency_ms = f.number("max_latency_ms", TIMEOUT_RANGE)?;
+        if let Some(max) = max_latency_ms
+            && max > timeout_ms
+        {
+            return Err(ConfigError::new(
+                f.at("max_latency_ms"),
+                format!(
+                    "{max} is more than timeout_ms ({timeout_ms}): a slower answer times out first"
+                ),
+            ));
+        }
+        let body = f.string("body")?;
+        if let Some(text) = &body {
+            if method != Method::POST && method != Method::PUT {
+                return Err(ConfigError::new(
+                    f.at("body"),
+                    format!(
+                        "is set but the method is {method}: a request body is sent with POST or PUT only"
+                    ),
+                ));
+            }
+            if text.len() > MAX_REQUEST_BODY {
+                return Err(ConfigError::new(
+                    f.at("body"),
+                    format!("is {} bytes, more than {MAX_REQUEST_BODY}", text.len()),
+                ));
+            }
+        }
+        let connect_to = match raw_connect_to {
+            None | Some(Value::Null) => Vec::new(),
+            Some(value) => parse_connect_to(&f.at("connect_to"), &value)?,
         };
-        if let (Some(addr), Some(port)) = (connect_to, url.port())
-            && addr.port() != port
+        if let Some(port) = url.port()
+            && let Some(addr) = connect_to.iter().find(|a| a.port() != port)
         {
             return Err(ConfigError::new(
                 f.at("connect_to"),
@@ -423,7 +502,7 @@ impl Endpoint {
             ));
         }
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
-        if connect_to.is_some() && host.parse::<std::net::IpAddr>().is_ok() {
+        if !connect_to.is_empty() && host.parse::<std::net::IpAddr>().is_ok() {
             return Err(ConfigError::new(
                 f.at("connect_to"),
                 format!(
@@ -435,8 +514,8 @@ impl Endpoint {
             None => None,
             Some(pem) => Some(check_ca_bundle(&f.at("ca_bundle"), &pem)?),
         };
-        let headers = match raw_headers {
-            None | Some(Value::Null) => HeaderMap::new(),
+        let (headers, secret_headers) = match raw_headers {
+            None | Some(Value::Null) => (HeaderMap::new(), Vec::new()),
             Some(value) => parse_headers(&f.at("headers"), &value)?,
         };
         let expect_status = match raw_status {
@@ -462,9 +541,13 @@ impl Endpoint {
             url,
             method,
             headers,
+            secret_headers,
+            body,
             expect_status,
             body_contains,
             timeout: Duration::from_millis(timeout_ms),
+            connect_timeout: Duration::from_millis(connect_timeout_ms),
+            max_latency: max_latency_ms.map(Duration::from_millis),
             connect_to,
             ca_bundle,
         })
@@ -503,7 +586,61 @@ fn parse_url(location: &str, text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-fn parse_headers(location: &str, value: &Value) -> Result<HeaderMap, ConfigError> {
+/// `connect_to`: `"ip:port"` or a list of them (tried in turn).
+fn parse_connect_to(location: &str, value: &Value) -> Result<Vec<SocketAddr>, ConfigError> {
+    let one = |at: &str, item: &Value| match item {
+        Value::String(text) => match text.parse::<SocketAddr>() {
+            Ok(addr) if addr.port() != 0 => Ok(addr),
+            _ => Err(ConfigError::new(
+                at,
+                format!(
+                    "\"{}\" is not ip:port (such as 10.0.1.25:443 or [fd00::1]:443)",
+                    shorten(text)
+                ),
+            )),
+        },
+        other => Err(ConfigError::new(
+            at,
+            format!("expected \"ip:port\", got {}", show(other)),
+        )),
+    };
+    let addrs = match value {
+        Value::Array(items) => {
+            if items.is_empty() || items.len() > MAX_CONNECT_TO {
+                return Err(ConfigError::new(
+                    location,
+                    format!(
+                        "has {} addresses; give 1 to {MAX_CONNECT_TO} (one per availability zone)",
+                        items.len()
+                    ),
+                ));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| one(&format!("{location}[{i}]"), item))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        item => vec![one(location, item)?],
+    };
+    if let Some((i, addr)) = addrs
+        .iter()
+        .enumerate()
+        .find(|(i, a)| addrs[..*i].contains(a))
+    {
+        return Err(ConfigError::new(
+            format!("{location}[{i}]"),
+            format!("{addr} is listed twice"),
+        ));
+    }
+    Ok(addrs)
+}
+
+type Headers = (HeaderMap, Vec<(HeaderName, SecretRef)>);
+
+/// `headers`: names to a string, `{"secret": "<name or ARN>"}` (Secrets
+/// Manager) or `{"ssm": "<parameter name or ARN>"}` (an SSM SecureString).
+fn parse_headers(location: &str, value: &Value) -> Result<Headers, ConfigError> {
     let Value::Object(map) = value else {
         return Err(ConfigError::new(
             location,
@@ -514,22 +651,57 @@ fn parse_headers(location: &str, value: &Value) -> Result<HeaderMap, ConfigError
         ));
     };
     let mut headers = HeaderMap::new();
+    let mut secret = Vec::new();
     for (name, value) in map {
         let at = format!("{location}.{name}");
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ConfigError::new(&at, "is not a valid header name"))?;
-        let Value::String(text) = value else {
-            return Err(ConfigError::new(
-                &at,
-                format!("expected a string, got {}", show(value)),
-            ));
-        };
-        let header_value = HeaderValue::from_str(text).map_err(|_| {
-            ConfigError::new(&at, "is not a valid header value (control characters?)")
-        })?;
-        headers.append(header, header_value);
+        match value {
+            Value::String(text) => {
+                let header_value = HeaderValue::from_str(text).map_err(|_| {
+                    ConfigError::new(&at, "is not a valid header value (control characters?)")
+                })?;
+                headers.append(header, header_value);
+            }
+            Value::Object(source) if source.len() == 1 => {
+                let (kind, id) = source
+                    .iter()
+                    .next()
+                    .map(|(k, v)| (k.as_str(), v))
+                    .unwrap_or(("", value));
+                let id = match id {
+                    Value::String(id) if !id.trim().is_empty() => id.trim().to_owned(),
+                    other => {
+                        return Err(ConfigError::new(
+                            format!("{at}.{kind}"),
+                            format!("expected a name or ARN, got {}", show(other)),
+                        ));
+                    }
+                };
+                let reference = match kind {
+                    "secret" => SecretRef::Secret(id),
+                    "ssm" => SecretRef::Parameter(id),
+                    other => {
+                        return Err(ConfigError::new(
+                            format!("{at}.{other}"),
+                            "is not a value source: use {\"secret\": \"<Secrets Manager name or ARN>\"} or {\"ssm\": \"<SSM parameter name>\"}",
+                        ));
+                    }
+                };
+                secret.push((header, reference));
+            }
+            other => {
+                return Err(ConfigError::new(
+                    &at,
+                    format!(
+                        "expected a string, {{\"secret\": \"<name or ARN>\"}} or {{\"ssm\": \"<parameter name>\"}}, got {}",
+                        show(other)
+                    ),
+                ));
+            }
+        }
     }
-    Ok(headers)
+    Ok((headers, secret))
 }
 
 /// Checks that `pem` holds at least one certificate usable as a trust anchor.
@@ -599,6 +771,15 @@ mod tests {
         items.to_string()
     }
 
+    /// `CANARY_TARGETS` with one endpoint: `api` with `extra` fields.
+    fn one(extra: Value) -> String {
+        let mut item = json!({"name": "api", "url": "https://api.example.com/"});
+        if let (Value::Object(m), Value::Object(e)) = (&mut item, extra) {
+            m.extend(e);
+        }
+        targets(json!([item]))
+    }
+
     #[test]
     fn alarmed_names_must_be_endpoints() {
         let t = targets(
@@ -636,7 +817,9 @@ mod tests {
         assert_eq!(e.method, Method::GET);
         assert_eq!(e.timeout, Duration::from_millis(3000));
         assert_eq!(e.expect_status.to_string(), "200-299");
-        assert!(e.headers.is_empty() && e.connect_to.is_none() && e.ca_bundle.is_none());
+        assert!(e.headers.is_empty() && e.connect_to.is_empty() && e.ca_bundle.is_none());
+        assert_eq!(e.connect_timeout, Duration::from_millis(1000));
+        assert_eq!((e.max_latency, e.body.as_deref()), (None, None));
         assert_eq!(e.url.scheme(), "https");
     }
 
@@ -670,7 +853,7 @@ mod tests {
         assert_eq!(a.headers["accept"], "application/json");
         assert_eq!(a.expect_status.to_string(), "200,301-302");
         assert_eq!(a.timeout, Duration::from_millis(1500));
-        assert_eq!(a.connect_to, Some("10.0.1.25:443".parse().unwrap()));
+        assert_eq!(a.connect_to, vec!["10.0.1.25:443".parse().unwrap()]);
         assert_eq!(b.method, Method::POST);
         assert_eq!(b.body_contains.as_deref(), Some("ok"));
         assert!(b.expect_status.contains(204) && b.expect_status.contains(401));
@@ -710,13 +893,6 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable_field_and_value() {
-        let one = |extra: Value| {
-            let mut item = json!({"name": "api", "url": "https://api.example.com/"});
-            if let (Value::Object(m), Value::Object(e)) = (&mut item, extra) {
-                m.extend(e);
-            }
-            targets(json!([item]))
-        };
         type Case<'a> = (Vec<(&'a str, String)>, &'a str, &'a str);
         let cases: Vec<Case> = vec![
             (vec![], "CANARY_TARGETS", "not set"),
@@ -911,6 +1087,158 @@ mod tests {
         for (vars, location, needle) in cases {
             let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let err = config(&pairs).unwrap_err();
+            assert_eq!(err.location, location, "{err}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should mention {needle}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_new_fields() {
+        let t = targets(json!([{
+            "name": "orders",
+            "url": "https://api.example.com/graphql",
+            "method": "post",
+            "body": "{\"query\": \"{ health }\"}",
+            "connect_to": ["10.0.1.25:443", "10.0.2.25:443", "[fd00::1]:443"],
+            "connect_timeout_ms": 400,
+            "max_latency_ms": 800,
+            "headers": {"x-api-key": {"secret": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:api-AbCdEf"}, "authorization": {"ssm": "/tether/token"}, "accept": "application/json"},
+        }, {"name": "short", "url": "http://a/", "timeout_ms": 300}]));
+        let c = config(&[("CANARY_TARGETS", &t)]).unwrap();
+        let e = &c.endpoints[0];
+        assert_eq!(e.connect_to.len(), 3);
+        assert_eq!(e.connect_to[2], "[fd00::1]:443".parse().unwrap());
+        assert_eq!(e.connect_timeout, Duration::from_millis(400));
+        assert_eq!(e.max_latency, Some(Duration::from_millis(800)));
+        assert_eq!(e.body.as_deref(), Some("{\"query\": \"{ health }\"}"));
+        assert_eq!(e.headers.len(), 1);
+        assert_eq!(
+            e.secret_headers,
+            vec![
+                (
+                    HeaderName::from_static("authorization"),
+                    SecretRef::Parameter("/tether/token".into())
+                ),
+                (
+                    HeaderName::from_static("x-api-key"),
+                    SecretRef::Secret(
+                        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:api-AbCdEf".into()
+                    )
+                ),
+            ]
+        );
+        // The connect timeout defaults to 1 s, or the whole timeout when shorter.
+        assert_eq!(c.endpoints[1].connect_timeout, Duration::from_millis(300));
+    }
+
+    #[test]
+    fn bad_new_fields_name_the_field_and_value() {
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                one(json!({"body": "x"})),
+                "CANARY_TARGETS[0].body",
+                "method is GET",
+            ),
+            (
+                one(json!({"method": "DELETE", "body": "x"})),
+                "CANARY_TARGETS[0].body",
+                "POST or PUT",
+            ),
+            (
+                one(json!({"method": "PUT", "body": "x".repeat(70_000)})),
+                "CANARY_TARGETS[0].body",
+                "70000 bytes",
+            ),
+            (
+                one(json!({"connect_to": ["10.0.0.1:443", "10.0.0.2"]})),
+                "CANARY_TARGETS[0].connect_to[1]",
+                "\"10.0.0.2\"",
+            ),
+            (
+                one(json!({"connect_to": ["10.0.0.1:443", 7]})),
+                "CANARY_TARGETS[0].connect_to[1]",
+                "got 7",
+            ),
+            (
+                one(json!({"connect_to": []})),
+                "CANARY_TARGETS[0].connect_to",
+                "has 0 addresses",
+            ),
+            (
+                one(json!({"connect_to": ["10.0.0.1:443", "10.0.0.1:443"]})),
+                "CANARY_TARGETS[0].connect_to[1]",
+                "twice",
+            ),
+            (
+                one(
+                    json!({"url": "https://a:8443/", "connect_to": ["10.0.0.1:8443", "10.0.0.2:443"]}),
+                ),
+                "CANARY_TARGETS[0].connect_to",
+                "port 443",
+            ),
+            (
+                one(json!({"connect_timeout_ms": 5000})),
+                "CANARY_TARGETS[0].connect_timeout_ms",
+                "5000 is more than timeout_ms (3000)",
+            ),
+            (
+                one(json!({"connect_timeout_ms": "soon"})),
+                "CANARY_TARGETS[0].connect_timeout_ms",
+                "soon",
+            ),
+            (
+                one(json!({"max_latency_ms": 4000})),
+                "CANARY_TARGETS[0].max_latency_ms",
+                "4000",
+            ),
+            (
+                one(json!({"max_latency_ms": 0})),
+                "CANARY_TARGETS[0].max_latency_ms",
+                "got 0",
+            ),
+            (
+                one(json!({"headers": {"x-key": {"vault": "k"}}})),
+                "CANARY_TARGETS[0].headers.x-key.vault",
+                "value source",
+            ),
+            (
+                one(json!({"headers": {"x-key": {"secret": ""}}})),
+                "CANARY_TARGETS[0].headers.x-key.secret",
+                "name or ARN",
+            ),
+            (
+                one(json!({"headers": {"x-key": {"secret": "a", "ssm": "b"}}})),
+                "CANARY_TARGETS[0].headers.x-key",
+                "{\"secret\"",
+            ),
+            (
+                one(json!({"name": "caf\u{e9}"})),
+                "CANARY_TARGETS[0].name",
+                "\"caf\u{e9}\" contains the non-ASCII character",
+            ),
+            (
+                one(json!({"name": "a\u{1}b"})),
+                "CANARY_TARGETS[0].name",
+                "control character U+0001",
+            ),
+            (
+                one(json!({"name": " "})),
+                "CANARY_TARGETS[0].name",
+                "non-empty",
+            ),
+            (
+                targets(
+                    json!([{"name": "orders-api", "url": "http://a/"}, {"name": "orders.api", "url": "http://b/"}]),
+                ),
+                "CANARY_TARGETS[1].name",
+                "\"orders.api\" and CANARY_TARGETS[0].name \"orders-api\" have the same letters and digits (ordersapi)",
+            ),
+        ];
+        for (t, location, needle) in cases {
+            let err = config(&[("CANARY_TARGETS", &t)]).unwrap_err();
             assert_eq!(err.location, location, "{err}");
             assert!(
                 err.to_string().contains(needle),

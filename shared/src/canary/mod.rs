@@ -9,6 +9,10 @@
 //! an alarm sees a failure within seconds. No round is started that could
 //! not finish (longest timeout plus publishing) before the Lambda deadline.
 //!
+//! A probe that needed a second address (one refused or never answered the
+//! TCP handshake) is healthy but degraded: its log line names the address,
+//! and the round's `DegradedEndpoints` (no dimension) counts such endpoints.
+//!
 //! An unhealthy endpoint is a metric (`Success` 0), not an error; the
 //! invocation fails only when metrics could not be published (or no round
 //! fitted before the deadline), so that a dead canary is visible.
@@ -16,10 +20,12 @@
 pub mod cert;
 pub mod config;
 pub mod failover;
+pub mod names;
 pub mod probe;
+pub mod secrets;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
 use futures_util::future::join_all;
@@ -34,6 +40,7 @@ use crate::dns::{HickoryDns, Lookup};
 use crate::metrics::{CloudWatch, Datum, Metrics, Unit};
 pub use config::{CanaryConfig, Endpoint, StatusSet};
 pub use probe::{BuildError, Failure, FailureClass, ProbeResult, Prober};
+pub use secrets::{AwsSecrets, SecretStore};
 
 /// Time kept for publishing a round's metrics, on top of the margin
 /// the deadline margin keeps for the response.
@@ -43,12 +50,17 @@ pub const PUBLISH_MARGIN: Duration = Duration::from_secs(1);
 pub const METRIC_SUCCESS: &str = "Success";
 pub const METRIC_LATENCY: &str = "Latency";
 pub const METRIC_CERT_EXPIRY: &str = "CertificateExpiryDays";
+/// Per round, without dimension: endpoints that answered, but only after an
+/// address did not accept a connection (one dead node of several).
+pub const METRIC_DEGRADED: &str = "DegradedEndpoints";
 pub const DIMENSION: &str = "Endpoint";
 
-/// The round's metrics: per endpoint `Success` (1 or 0), `Latency` (ms, on
-/// success) and `CertificateExpiryDays` (https, when the handshake was done).
-pub fn round_data(round: &[(&Endpoint, &ProbeResult)]) -> Vec<Datum> {
-    let mut data = Vec::with_capacity(round.len() * 3);
+/// The round's metrics, all stamped with the round's start `at`: per
+/// endpoint `Success` (1 or 0), `Latency` (ms, on success) and
+/// `CertificateExpiryDays` (https, once the certificates came: the earliest
+/// expiry of the chain); and `DegradedEndpoints` for the round.
+pub fn round_data(round: &[(&Endpoint, &ProbeResult)], at: SystemTime) -> Vec<Datum> {
+    let mut data = Vec::with_capacity(round.len() * 3 + 1);
     for (endpoint, result) in round {
         let dims = [(DIMENSION, endpoint.name.clone())];
         let ok = result.is_ok();
@@ -66,7 +78,9 @@ pub fn round_data(round: &[(&Endpoint, &ProbeResult)]) -> Vec<Datum> {
             data.push(Datum::new(METRIC_CERT_EXPIRY, &dims, Unit::None, days));
         }
     }
-    data
+    let degraded = round.iter().filter(|(_, r)| r.is_degraded()).count();
+    data.push(Datum::count(METRIC_DEGRADED, &[], degraded));
+    data.into_iter().map(|d| d.at(at)).collect()
 }
 
 /// What one endpoint's probes of this invocation found.
@@ -85,6 +99,19 @@ pub struct EndpointReport {
     pub last_failure: Option<Failure>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_expiry_days: Option<f64>,
+    /// Rounds that succeeded only after an address did not connect.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub degraded: u32,
+    /// Rounds whose first attempt failed and were retried.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retried: u32,
+    /// `h2` or `http/1.1` (the last connection's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What the invocation did; its response.
@@ -153,13 +180,13 @@ impl From<CanaryFailed> for Diagnostic {
 }
 
 /// The canary with its clients, built once per cold start.
-pub struct Canary<M> {
+pub struct Canary<M, L> {
     pub config: CanaryConfig,
-    prober: Prober,
+    prober: Prober<L>,
     pub metrics: M,
 }
 
-pub type AwsCanary = Canary<CloudWatch>;
+pub type AwsCanary = Canary<CloudWatch, HickoryDns>;
 
 /// Reads `CANARY_TARGETS_S3_URI`'s object (at most 1 MiB) at cold start.
 pub async fn fetch_targets(sdk: &SdkConfig, uri: config::S3Uri) -> Result<String, String> {
@@ -182,6 +209,18 @@ pub async fn fetch_targets(sdk: &SdkConfig, uri: config::S3Uri) -> Result<String
     String::from_utf8(bytes).map_err(|_| "the object is not UTF-8 text".to_owned())
 }
 
+/// Reads the secret header values (Secrets Manager, SSM), with clients
+/// built only when some header needs them.
+pub async fn read_secrets(
+    config: &mut CanaryConfig,
+    sdk: &SdkConfig,
+) -> Result<(), crate::config::ConfigError> {
+    if config.endpoints.iter().all(|e| e.secret_headers.is_empty()) {
+        return Ok(());
+    }
+    secrets::resolve(config, &AwsSecrets::new(sdk)).await
+}
+
 impl AwsCanary {
     /// hickory-resolver for names, CloudWatch for metrics.
     pub fn from_sdk(config: CanaryConfig, sdk: &SdkConfig) -> Result<Self, lambda_runtime::Error> {
@@ -191,12 +230,8 @@ impl AwsCanary {
     }
 }
 
-impl<M: Metrics> Canary<M> {
-    pub fn new<L: Lookup + 'static>(
-        config: CanaryConfig,
-        dns: L,
-        metrics: M,
-    ) -> Result<Self, BuildError> {
+impl<M: Metrics, L: Lookup + 'static> Canary<M, L> {
+    pub fn new(config: CanaryConfig, dns: L, metrics: M) -> Result<Self, BuildError> {
         let prober = Prober::new(&config.endpoints, Arc::new(dns))?;
         Ok(Self {
             config,
@@ -237,6 +272,9 @@ impl<M: Metrics> Canary<M> {
                     last_latency_ms: None,
                     last_failure: None,
                     cert_expiry_days: None,
+                    degraded: 0,
+                    retried: 0,
+                    protocol: None,
                 })
                 .collect(),
             note: None,
@@ -256,6 +294,7 @@ impl<M: Metrics> Canary<M> {
                 break;
             }
             sleep_until(begin).await;
+            let started_at = SystemTime::now();
             let results = join_all(
                 endpoints
                     .iter()
@@ -265,7 +304,7 @@ impl<M: Metrics> Canary<M> {
             .await;
             report.rounds += 1;
             let pairs: Vec<(&Endpoint, &ProbeResult)> = endpoints.iter().zip(&results).collect();
-            let data = round_data(&pairs);
+            let data = round_data(&pairs, started_at);
             let published = timeout_at(
                 deadline,
                 self.metrics.publish(&self.config.namespace, &data),
@@ -292,6 +331,9 @@ impl<M: Metrics> Canary<M> {
                 entry.last_status = result.status;
                 entry.last_latency_ms = Some(result.latency.as_millis() as u64);
                 entry.cert_expiry_days = result.cert_expiry_days.or(entry.cert_expiry_days);
+                entry.degraded += u32::from(result.is_degraded());
+                entry.retried += u32::from(result.attempts > 1);
+                entry.protocol = result.protocol.or(entry.protocol);
                 entry.last_failure = result.outcome.err();
             }
         }
@@ -310,15 +352,37 @@ impl<M: Metrics> Canary<M> {
                 .iter()
                 .filter(|e| e.outcomes.last() == Some(&"ok"))
                 .count(),
+            degraded = report.endpoints.iter().filter(|e| e.degraded > 0).count(),
             "canary run done"
         );
         report
     }
 
-    /// One probe, with its log line.
+    /// One probe, with its log lines (the first attempt's failure when it
+    /// was retried; the addresses that did not connect when degraded).
     async fn probe_logged(&self, round: u32, index: usize, e: &Endpoint) -> ProbeResult {
-        let result = self.prober.probe(index, e).await;
+        let result = self.prober.probe(index, e, round).await;
         let latency_ms = result.latency.as_millis() as u64;
+        if let Some(first) = &result.first_failure {
+            warn!(
+                endpoint = %e.name,
+                url = %e.url,
+                round = round + 1,
+                class = first.class.as_str(),
+                error = %first.message,
+                body = first.snippet.as_deref(),
+                "probe attempt failed, retrying"
+            );
+        }
+        if result.is_degraded() {
+            warn!(
+                endpoint = %e.name,
+                url = %e.url,
+                round = round + 1,
+                unreachable = %result.unreachable.join("; "),
+                "probe degraded: an address did not accept a connection"
+            );
+        }
         match &result.outcome {
             Ok(()) => info!(
                 endpoint = %e.name,
@@ -327,6 +391,8 @@ impl<M: Metrics> Canary<M> {
                 outcome = "ok",
                 status = result.status,
                 latency_ms,
+                attempts = result.attempts,
+                protocol = result.protocol,
                 cert_expiry_days = result.cert_expiry_days,
                 "probe"
             ),
@@ -338,8 +404,11 @@ impl<M: Metrics> Canary<M> {
                 class = failure.class.as_str(),
                 status = result.status,
                 latency_ms,
+                attempts = result.attempts,
+                protocol = result.protocol,
                 cert_expiry_days = result.cert_expiry_days,
                 error = %failure.message,
+                body = failure.snippet.as_deref(),
                 "probe"
             ),
         }
@@ -364,11 +433,16 @@ mod tests {
                 Err(Failure {
                     class: FailureClass::Status,
                     message: "status 500".into(),
+                    snippet: None,
                 })
             },
             status: Some(if ok { 200 } else { 500 }),
             latency: Duration::from_micros(12_345),
             cert_expiry_days: expiry,
+            attempts: 1,
+            first_failure: None,
+            unreachable: Vec::new(),
+            protocol: Some("h2"),
         }
     }
 
@@ -380,7 +454,22 @@ mod tests {
             result(false, Some(2.0)),
             result(false, None),
         );
-        let data = round_data(&[(&a, &ra), (&b, &rb), (&c, &rc)]);
+        let mut rd = result(true, None);
+        rd.unreachable = vec!["10.0.0.1:443: refused".into()];
+        let d = endpoint("d");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut data = round_data(&[(&a, &ra), (&b, &rb), (&c, &rc), (&d, &rd)], at);
+        assert!(data.iter().all(|d| d.timestamp == Some(at)), "{data:?}");
+        let degraded = data.pop().unwrap();
+        assert_eq!(
+            (
+                degraded.name,
+                degraded.dimensions.len(),
+                degraded.values.clone()
+            ),
+            ("DegradedEndpoints", 0, vec![(1.0, 1.0)])
+        );
+        data.retain(|x| x.dimensions[0].1 != "d");
         type Seen<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
         let seen: Vec<Seen> = data
             .iter()

@@ -167,8 +167,9 @@ pub async fn run() -> Result<Vec<Section>, BoxError> {
         "health-canary: 50 endpoints in one invocation",
         &format!(
             "{ENDPOINTS} HTTPS endpoints (5 loopback servers answering after 0, 50, 100, 200 and 300 ms), probed \
-             concurrently in one round by one process, then one PutMetricData call with all 150 values (Success, \
-             Latency, CertificateExpiryDays per endpoint). {WARM_RUNS} warm invocations; the slowest probe is the \
+             concurrently in one round by one process, then one PutMetricData call with all 151 values (Success, \
+             Latency, CertificateExpiryDays per endpoint, and DegradedEndpoints). Every probe makes a full TLS \
+             handshake (no resumption) and offers h2. {WARM_RUNS} warm invocations; the slowest probe is the \
              largest `last_latency_ms` of the invocation. The wall time should be close to the slowest probe: the \
              difference is 50 handshakes on 2 cores plus publishing."
         ),

@@ -132,7 +132,13 @@ fn print_tick(e: &Value) {
         outcomes.len()
     );
     if let Some(days) = e["cert_expiry_days"].as_f64() {
-        println!("  certificate   expires in {days:.1} days");
+        println!("  certificate   expires in {days:.1} days (earliest in the chain)");
+    }
+    if let Some(protocol) = e["protocol"].as_str() {
+        println!("  protocol      {protocol} (ALPN), a full TLS handshake every probe");
+    }
+    if let Some(retried) = e["retried"].as_u64() {
+        println!("  retried       {retried} probe(s) once within the timeout");
     }
     if let Some(failure) = e.get("last_failure") {
         println!(
@@ -140,6 +146,9 @@ fn print_tick(e: &Value) {
             failure["class"].as_str().unwrap_or("?"),
             failure["message"].as_str().unwrap_or("?")
         );
+        if let Some(snippet) = failure["snippet"].as_str() {
+            println!("  body          {snippet}");
+        }
     }
     println!();
 }
