@@ -701,6 +701,9 @@ fn parse_headers(location: &str, value: &Value) -> Result<Headers, ConfigError> 
             }
         }
     }
+    // By name: the same order whatever the JSON map's order (serde_json's
+    // `preserve_order` may be on or off, depending on the build).
+    secret.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
     Ok((headers, secret))
 }
 
