@@ -3,7 +3,9 @@
 //! per account and region, refilled at 10 per second. A Describe call that
 //! finds the bucket empty is answered `400 Throttling`, as ELB answers it.
 //! Every other request (S3, EC2, CloudWatch, ELB writes) passes through;
-//! CloudWatch `PutMetricData` calls and the values they carry are counted.
+//! CloudWatch `PutMetricData` calls and the values they carry are counted
+//! (the SDK gzips a body over 10 KiB: it is read uncompressed for counting,
+//! and forwarded as it came).
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -171,6 +173,16 @@ fn metric_values(authorization: Option<&str>, body: &[u8]) -> Option<usize> {
     Some(pairs.by_ref().filter(|pair| is_value(pair)).count())
 }
 
+/// The body of a gzip-encoded request; `None` when it is not gzip.
+fn gunzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut plain)
+        .ok()?;
+    Some(plain)
+}
+
 /// An ELB Describe call: signed for `elasticloadbalancing`, `Action=Describe…`.
 fn is_elb_describe(authorization: Option<&str>, body: &[u8]) -> bool {
     let elb = authorization.is_some_and(|a| a.contains("/elasticloadbalancing/aws4_request"));
@@ -195,7 +207,12 @@ async fn relay(
         .headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if let Some(values) = metric_values(authorization, &body) {
+    let gzipped = parts
+        .headers
+        .get(hyper::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    let plain = if gzipped { gunzip(&body) } else { None };
+    if let Some(values) = metric_values(authorization, plain.as_deref().unwrap_or(&body)) {
         let mut b = bucket.lock().unwrap_or_else(PoisonError::into_inner);
         b.counts.metric_calls += 1;
         b.counts.metric_values += values;
@@ -272,6 +289,11 @@ mod tests {
             &MetricData.member.1.Counts.member.1=1&MetricData.member.2.MetricName=B\
             &MetricData.member.2.Values.member.1=0&MetricData.member.2.Values.member.2=3";
         assert_eq!(metric_values(Some(cw), body), Some(3));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, body).expect("in memory");
+        let gz = gz.finish().expect("in memory");
+        assert_eq!(gunzip(&gz).as_deref(), Some(&body[..]));
+        assert_eq!(gunzip(body), None, "not gzip");
         assert_eq!(
             metric_values(Some(cw), b"Action=ListMetrics&Namespace=Tether"),
             None

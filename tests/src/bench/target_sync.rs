@@ -225,13 +225,14 @@ async fn fleet() -> Result<Section, BoxError> {
             ms(inv.duration),
             &format!(
                 "{} Describe calls, {} throttled; floor {:.1} s; {:.2} x the floor; {failed} failed mappings; \
-                 {} PutMetricData calls carrying {} values",
+                 {} PutMetricData calls carrying {} values{}",
                 counts.describes,
                 counts.throttled,
                 floor,
                 if floor > 0.0 { took / floor } else { 0.0 },
                 counts.metric_calls,
                 counts.metric_values,
+                unpublished(&inv.result),
             ),
         );
     }
@@ -269,10 +270,11 @@ async fn fleet() -> Result<Section, BoxError> {
         "steady state, every group detailed (MAPPING_METRICS=true)",
         ms(inv.duration),
         &format!(
-            "{} failed mappings; {} PutMetricData calls carrying {} values",
+            "{} failed mappings; {} PutMetricData calls carrying {} values{}",
             failed_mappings(&inv.result),
             counts.metric_calls,
-            counts.metric_values
+            counts.metric_values,
+            unpublished(&inv.result),
         ),
     );
     Ok(s)
@@ -287,6 +289,19 @@ async fn invoke_counted(
     proxy.reset();
     let inv = f.invoke(scheduled_event(), timeout).await?;
     Ok((inv, proxy.counts()))
+}
+
+/// Says so when the run's metrics were not published (a failed invocation's
+/// message ends with the reason).
+fn unpublished(result: &Result<Value, Value>) -> String {
+    match result {
+        Ok(_) => String::new(),
+        Err(e) => e["errorMessage"]
+            .as_str()
+            .and_then(|m| m.split_once("metrics: "))
+            .map(|(_, why)| format!("; metrics NOT published: {why}"))
+            .unwrap_or_default(),
+    }
 }
 
 fn failed_mappings(result: &Result<Value, Value>) -> usize {
