@@ -54,7 +54,8 @@ build: $(LINT_VENV)/.build-tools ## sam build: the three arm64 bootstrap artifac
 	cold=$$([ -d "$(CARGO_TARGET_DIR)/aarch64-unknown-linux-gnu/release" ] && echo false || echo true); \
 	start=$$(date +%s); \
 	PATH="$(CURDIR)/$(LINT_VENV)/bin:$$PATH" $(LINT_VENV)/bin/sam build --template-file template.yaml; \
-	echo "{\"seconds\": $$(( $$(date +%s) - start )), \"cold\": $$cold}" > .aws-sam/build-time.json
+	echo "{\"seconds\": $$(( $$(date +%s) - start )), \"cold\": $$cold}" > .aws-sam/build-time.json; \
+	if [ "$$cold" = true ]; then cp .aws-sam/build-time.json .aws-sam/build-time-cold.json; fi
 
 lint: lint-rust lint-template ## Every static check: Rust and the template.
 
