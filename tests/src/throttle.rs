@@ -165,10 +165,16 @@ fn metric_values(authorization: Option<&str>, body: &[u8]) -> Option<usize> {
     if !monitoring || !pairs.clone().any(|pair| pair == b"Action=PutMetricData") {
         return None;
     }
+    // `MetricData.member.<n>.Value` or `MetricData.member.<n>.Values.member.<m>`;
+    // not `….Dimensions.member.<k>.Value`.
     let is_value = |pair: &[u8]| {
         let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
-        key.starts_with(b"MetricData.member.")
-            && (key.ends_with(b".Value") || key.windows(15).any(|w| w == b".Values.member."))
+        let parts: Vec<&[u8]> = key.split(|b| *b == b'.').collect();
+        matches!(
+            parts.as_slice(),
+            [b"MetricData", b"member", _, b"Value"]
+                | [b"MetricData", b"member", _, b"Values", b"member", _]
+        )
     };
     Some(pairs.by_ref().filter(|pair| is_value(pair)).count())
 }
@@ -286,6 +292,7 @@ mod tests {
         let cw = "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/monitoring/aws4_request";
         let body = b"Action=PutMetricData&Version=2010-08-01&Namespace=Tether\
             &MetricData.member.1.MetricName=A&MetricData.member.1.Values.member.1=1\
+            &MetricData.member.1.Dimensions.member.1.Name=D&MetricData.member.1.Dimensions.member.1.Value=x\
             &MetricData.member.1.Counts.member.1=1&MetricData.member.2.MetricName=B\
             &MetricData.member.2.Values.member.1=0&MetricData.member.2.Values.member.2=3";
         assert_eq!(metric_values(Some(cw), body), Some(3));
