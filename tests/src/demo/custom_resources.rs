@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::heading;
+use crate::aws::tag;
 use crate::cfn::{self, Responses};
 use crate::lambda::FunctionProcess;
 use crate::moto::BoxError;
@@ -72,13 +73,20 @@ pub async fn run() -> Result<(), BoxError> {
         out["Data"]["Addresses"]
     );
 
-    println!("Custom::TargetSync: the first sync at deploy time");
+    println!("Custom::TargetSync: the first sync at deploy time, with the function's environment");
     let tg = w.target_group("orders-nlb-80", 80).await?;
+    tag(&w.elb, &tg, &[("tether:source", &format!("dns:{ALB}"))]).await?;
     w.answer(ALB, &["10.0.1.10", "10.0.2.10", "10.0.1.11"]);
-    println!("   target group before: {:?}", w.targets(&tg).await?);
-    let props = json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "80", "StateBucket": BUCKET});
+    println!(
+        "   target group (tagged tether:source=dns:{ALB}) before: {:?}",
+        w.targets(&tg).await?
+    );
+    let dns = w.dns.addr().to_string();
+    let props = json!({"Environment": {
+        "TAG_DISCOVERY": "true", "TAG_PREFIX": "tether:", "STATE_BUCKET": BUCKET,
+        "DNS_SERVERS": dns, "DNS_TIMEOUT_MS": "400"}});
     let out = send(&f, &responses, |url| {
-        cfn::create("Custom::TargetSync", "SyncOrders80", &props, url)
+        cfn::create("Custom::TargetSync", "FirstSync", &props, url)
     })
     .await?;
     println!("   Data: {}", out["Data"]);
@@ -88,15 +96,17 @@ pub async fn run() -> Result<(), BoxError> {
         .unwrap_or_default()
         .to_owned();
     send(&f, &responses, |url| {
-        cfn::delete("Custom::TargetSync", "SyncOrders80", &id, &props, url)
+        cfn::delete("Custom::TargetSync", "FirstSync", &id, &props, url)
     })
     .await?;
-    println!("   target group after Delete: {:?}", w.targets(&tg).await?);
-    println!("   state objects left: {:?}\n", w.keys().await?);
+    println!(
+        "   target group after Delete (a stack delete leaves serving targets alone): {:?}",
+        w.targets(&tg).await?
+    );
+    println!("   state objects: {:?}\n", w.keys().await?);
 
     println!("A Create with a bad property, and the Delete CloudFormation sends after it");
-    let bad =
-        json!({"DnsName": ALB, "TargetGroupArn": tg, "Port": "eighty", "StateBucket": BUCKET});
+    let bad = json!({"Environment": {"STATE_BUCKET": BUCKET, "TAG_DISCOVERY": "maybe"}});
     let out = send(&f, &responses, |url| {
         cfn::create("Custom::TargetSync", "SyncBad", &bad, url)
     })
