@@ -45,6 +45,22 @@ pub fn shorten(text: &str) -> String {
     format!("{head}…")
 }
 
+/// One of a closed set of words (a setting such as `ownership`), or an
+/// error that lists them and quotes `value`.
+pub fn one_of<T: Copy>(value: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    match choices.iter().find(|(word, _)| *word == value) {
+        Some((_, choice)) => Ok(*choice),
+        None => {
+            let words: Vec<String> = choices.iter().map(|(w, _)| format!("\"{w}\"")).collect();
+            Err(format!(
+                "expected {}, got \"{}\"",
+                words.join(" or "),
+                shorten(value)
+            ))
+        }
+    }
+}
+
 /// A JSON object being read field by field; reports unknown fields at the end.
 pub struct Fields<'a> {
     location: String,
@@ -252,6 +268,16 @@ fn bool_problem(value: impl fmt::Display) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn one_of_names_every_choice_and_quotes_the_value() {
+        let choices = [("fleet", 1), ("detailed", 2)];
+        assert_eq!(one_of("detailed", &choices), Ok(2));
+        assert_eq!(
+            one_of("Detailed", &choices),
+            Err("expected \"fleet\" or \"detailed\", got \"Detailed\"".to_owned())
+        );
+    }
 
     #[test]
     fn numbers_and_booleans_are_accepted_as_strings() {

@@ -18,7 +18,7 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::moto::{BoxError, Moto, REGION, http_request, workspace_root};
+use crate::moto::{BoxError, Moto, REGION, http_request, lint_python};
 
 /// One tag as the template writes it; `${Logical}` stands for a resource's physical id.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,31 +62,6 @@ pub fn plan(parts: Parts, parameters: &[(&str, &str)]) -> Result<Plan, BoxError>
     args.extend(parameters.iter().map(|(k, v)| format!("{k}={v}")));
     let out = lint_python("tests/template/example_private_api.py", &args)?;
     Ok(serde_json::from_slice(&out)?)
-}
-
-/// Runs a script of the workspace with the lint venv's Python (which `make
-/// lint-template` creates, with SAM CLI and cfn-lint) and returns its
-/// standard output; a failure carries its standard error.
-pub fn lint_python(script: &str, args: &[String]) -> Result<Vec<u8>, BoxError> {
-    let root = workspace_root();
-    let python = root.join(".venv-lint/bin/python");
-    if !python.is_file() {
-        return Err(format!(
-            "{} is missing: run `make lint-template` (or `make test`) first",
-            python.display()
-        )
-        .into());
-    }
-    let out = std::process::Command::new(python)
-        .arg(root.join(script))
-        .args(args)
-        .current_dir(&root)
-        .output()?;
-    if out.status.success() {
-        Ok(out.stdout)
-    } else {
-        Err(format!("{script} failed: {}", String::from_utf8_lossy(&out.stderr)).into())
-    }
 }
 
 /// A created stack: logical id to physical id of each resource it holds.

@@ -254,3 +254,28 @@ pub(crate) async fn http_request(
         .await
         .map_err(|_| format!("no answer from {url} within {timeout:?}"))?
 }
+
+/// Runs a script of the workspace with the lint venv's Python (which `make
+/// lint-template` creates, with SAM CLI and cfn-lint) and returns its
+/// standard output; a failure carries its standard error.
+pub fn lint_python(script: &str, args: &[String]) -> Result<Vec<u8>, BoxError> {
+    let root = workspace_root();
+    let python = root.join(".venv-lint/bin/python");
+    if !python.is_file() {
+        return Err(format!(
+            "{} is missing: run `make lint-template` (or `make test`) first",
+            python.display()
+        )
+        .into());
+    }
+    let out = std::process::Command::new(python)
+        .arg(root.join(script))
+        .args(args)
+        .current_dir(&root)
+        .output()?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!("{script} failed: {}", String::from_utf8_lossy(&out.stderr)).into())
+    }
+}

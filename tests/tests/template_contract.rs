@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tether_tests::aws::create_bucket;
 use tether_tests::https::{Behaviour, TestCa, TestServer};
-use tether_tests::moto::{BoxError, workspace_root};
+use tether_tests::moto::{BoxError, lint_python};
 use tether_tests::world::{World, scheduled_event};
 
 /// The name the canary's endpoints are served under (connect_to pins loopback).
@@ -33,24 +33,8 @@ struct Alarm {
 }
 
 fn render<T: serde::de::DeserializeOwned>(what: &str) -> Result<T, BoxError> {
-    let root = workspace_root();
-    let python = root.join(".venv-lint/bin/python");
-    if !python.is_file() {
-        return Err(format!(
-            "{} is missing: run `make lint-template` (or `make test`) first",
-            python.display()
-        )
-        .into());
-    }
-    let out = std::process::Command::new(python)
-        .arg(root.join("tests/template/render.py"))
-        .arg(what)
-        .current_dir(&root)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("render.py failed: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
+    let out = lint_python("tests/template/render.py", &[what.to_owned()])?;
+    Ok(serde_json::from_slice(&out)?)
 }
 
 /// What a function's logical id is called once deployed (`Ref`), as

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::dns::{DEFAULT_MAX_LOOKUPS, RecordKind, parse_record_types, validate_dns_name};
-use crate::fields::{FieldError, Fields, shorten};
+use crate::fields::{FieldError, Fields, one_of, shorten};
 
 /// Where a mapping's addresses come from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -160,14 +160,13 @@ impl FromStr for Ownership {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "exclusive" => Ok(Ownership::Exclusive),
-            "tracked" => Ok(Ownership::Tracked),
-            other => Err(format!(
-                "expected \"exclusive\" or \"tracked\", got \"{}\"",
-                shorten(other)
-            )),
-        }
+        one_of(
+            s,
+            &[
+                ("exclusive", Ownership::Exclusive),
+                ("tracked", Ownership::Tracked),
+            ],
+        )
     }
 }
 
@@ -187,14 +186,13 @@ impl FromStr for MetricsDetail {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fleet" => Ok(MetricsDetail::Fleet),
-            "detailed" => Ok(MetricsDetail::Detailed),
-            other => Err(format!(
-                "expected \"fleet\" or \"detailed\", got \"{}\"",
-                shorten(other)
-            )),
-        }
+        one_of(
+            s,
+            &[
+                ("fleet", MetricsDetail::Fleet),
+                ("detailed", MetricsDetail::Detailed),
+            ],
+        )
     }
 }
 
