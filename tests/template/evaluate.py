@@ -132,6 +132,14 @@ def value_of(node, params: dict, template: dict, held: dict, attributes: dict):
     return worst_case_text(node, params, declared)
 
 
+def variable_maps(variables) -> list:
+    """Every map an Environment's Variables can be: one, or each branch of
+    an Fn::If that chooses the whole map."""
+    if set(variables) == {"Fn::If"}:
+        return [m for branch in variables["Fn::If"][1:] for m in variable_maps(branch)]
+    return [variables]
+
+
 def _resolve_ifs(node, held):
     if isinstance(node, list):
         return [_resolve_ifs(n, held) for n in node]
@@ -151,6 +159,8 @@ def environments(rendered: dict, params: dict, attributes: dict) -> dict:
         if res["Type"] != "AWS::Lambda::Function" or ("Condition" in res and not held[res["Condition"]]):
             continue
         variables = res["Properties"].get("Environment", {}).get("Variables", {})
+        if set(variables) == {"Fn::If"}:  # the whole map chosen by a condition
+            variables = _resolve_ifs(variables, held)
         env = {}
         for key, node in variables.items():
             v = value_of(node, params, rendered, held, attributes)

@@ -110,6 +110,7 @@ class _NoManagedPolicies:
 # What Fn::GetAtt and Ref of a resource give, for a full deployment.
 ATTRIBUTES = {
     ("EmptyStateBucketOnDelete", "BucketName"): "tether-statebucket-0123456789ab",
+    ("StateBucket", "Ref"): "tether-statebucket-0123456789ab",
     ("TargetSyncFunction", "Ref"): "tether-TargetSyncFunction-0123456789ab",
     ("HealthCanaryFunction", "Ref"): "tether-HealthCanaryFunction-0123456789ab",
 }

@@ -374,19 +374,32 @@ def test_functions_log_json_to_groups_with_retention(rendered):
 
 def test_one_first_sync_with_the_functions_environment(rendered):
     """Custom::TargetSync runs the engine once over everything the function
-    would sync: its Environment is the function's, variable for variable."""
+    would sync, with the custom-resources function's own environment: with
+    target-sync on, it holds target-sync's variables, variable for variable.
+    The event carries no configuration, and the service token is not
+    exported (a caller must not choose what is registered)."""
     res = rendered["Resources"]
     syncs = {k: v for k, v in res.items() if v["Type"] == "Custom::TargetSync"}
     assert list(syncs) == ["FirstSync"]
     sync = syncs["FirstSync"]
+    assert set(sync["Properties"]) == {"ServiceToken", "ServiceTimeout"}
     env = res["TargetSyncFunction"]["Properties"]["Environment"]["Variables"]
-    assert sync["Properties"]["Environment"] == env
     assert env["TAG_DISCOVERY"] == "true" and env["TAG_PREFIX"] == {"Ref": "TagPrefix"}
     assert "TARGETS" not in env
+    cond, with_sync, without = res["CustomResourcesFunction"]["Properties"]["Environment"]["Variables"]["Fn::If"]
+    assert cond == "HasTargetSync"
+    assert without == {"DNS_SERVERS": {"Ref": "DnsServers"}}
+    # The bucket is named directly: EmptyStateBucketOnDelete is served by
+    # the custom-resources function, and returns the same name.
+    bucket = {"Fn::GetAtt": ["EmptyStateBucketOnDelete", "BucketName"]}
+    assert env["STATE_BUCKET"]["Fn::If"][1] == bucket
+    assert res["EmptyStateBucketOnDelete"]["Properties"]["BucketName"] == {"Ref": "StateBucket"}
+    same = dict(env, STATE_BUCKET={"Fn::If": [env["STATE_BUCKET"]["Fn::If"][0], {"Ref": "StateBucket"},
+                                               env["STATE_BUCKET"]["Fn::If"][2]]})
+    assert with_sync == same
     # Created after the engine's policy; deleted before the bucket is emptied.
     assert sync["DependsOn"] == "TargetSyncEnginePolicy" or "TargetSyncEnginePolicy" in sync["DependsOn"]
-    assert env["STATE_BUCKET"]["Fn::If"][1] == {"Fn::GetAtt": ["EmptyStateBucketOnDelete", "BucketName"]}
-    assert set(sync["Properties"]) - {"ServiceToken", "ServiceTimeout"} == {"Environment"}
+    assert all("Export" not in o for o in rendered["Outputs"].values())
 
 
 def test_per_run_alarms_watch_what_target_sync_publishes(rendered):
@@ -550,6 +563,8 @@ def test_the_environments_a_full_deployment_starts_the_binaries_with():
     assert set(envs["TargetSyncFunction"]) == {"TAG_DISCOVERY", "TAG_PREFIX", "STATE_BUCKET", "STATE_PREFIX", "DNS_SERVERS",
                                                "METRICS_NAMESPACE", "CW_METRIC_FLAG_IP_COUNT", "MAPPING_METRICS"}
     assert envs["TargetSyncFunction"]["TAG_PREFIX"] == "tether:" and envs["TargetSyncFunction"]["TAG_DISCOVERY"] == "true"
+    # The first sync (custom-resources) starts with target-sync's configuration.
+    assert envs["CustomResourcesFunction"] == envs["TargetSyncFunction"]
     assert set(envs["HealthCanaryFunction"]) == {"CANARY_TARGETS", "CANARY_ENDPOINTS", "PROBES_PER_INVOCATION",
                                                  "PROBE_INTERVAL_MS", "DNS_SERVERS", "METRICS_NAMESPACE"}
     from_s3 = {**PARAMETERS, "CanaryTargets": "", "CanaryTargetsS3Uri": "s3://b0/endpoints.json"}

@@ -188,12 +188,11 @@ async fn dns_addresses_create_update_delete() -> R {
     Ok(())
 }
 
-/// The first sync's environment: the target-sync function's, as the
-/// template passes it.
-fn sync_env(w: &World) -> Value {
-    json!({"Environment": {"STATE_BUCKET": BUCKET, "DNS_SERVERS": w.dns.addr().to_string(),
-        "TAG_PREFIX": "tether:", "TAG_DISCOVERY": "true", "CW_METRIC_FLAG_IP_COUNT": "true"},
-        "ServiceTimeout": "240"})
+/// The first sync's properties, as the template passes them: no
+/// configuration (the function's environment, from `World::env`, holds
+/// target-sync's variables: `STATE_BUCKET`, `DNS_SERVERS`, discovery by tag).
+fn sync_props() -> Value {
+    json!({"ServiceTimeout": "240"})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +204,7 @@ async fn target_sync_first_sync_covers_every_tagged_group_and_delete_leaves_them
     tag(&w.elb, &api, &[("tether:source", &format!("dns:{ALB}"))]).await?;
     w.register(&other, "10.0.9.9", 80).await?;
     w.answer(ALB, &["10.0.1.10", "10.0.2.20"]);
-    let props = sync_env(w);
+    let props = sync_props();
 
     let created = s
         .send(|url| cfn::create(SYNC, "FirstSync", &props, url))
@@ -273,6 +272,97 @@ async fn target_sync_first_sync_covers_every_tagged_group_and_delete_leaves_them
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_sync_is_configured_by_the_functions_environment_never_by_the_event() -> R {
+    // The function's own TAG_PREFIX decides which groups are synced.
+    let s = setup_with(&[
+        ("ALLOW_INSECURE_RESPONSE_URL", "true"),
+        ("TAG_PREFIX", "stg:"),
+    ])
+    .await?;
+    let w = &s.w;
+    let staging = w.target_group("staging-80", 80).await?;
+    let production = w.target_group("production-80", 80).await?;
+    tag(&w.elb, &staging, &[("stg:source", &format!("dns:{ALB}"))]).await?;
+    tag(
+        &w.elb,
+        &production,
+        &[("tether:source", &format!("dns:{ALB}"))],
+    )
+    .await?;
+    w.answer(ALB, &["10.0.1.10"]);
+
+    // An event that tries to bring its own configuration is refused whole.
+    let own = json!({"Environment": {"STATE_BUCKET": BUCKET, "TAG_PREFIX": "tether:"}});
+    let refused = s
+        .send(|url| cfn::create(SYNC, "FirstSync", &own, url))
+        .await?;
+    assert_eq!(refused.status(), "FAILED", "{}", refused.body());
+    assert!(
+        refused
+            .reason()
+            .starts_with("ResourceProperties.Environment"),
+        "{}",
+        refused.reason()
+    );
+    assert!(w.targets(&production).await?.is_empty());
+    assert!(w.targets(&staging).await?.is_empty());
+
+    // Waiting for a group the function syncs: synced.
+    let wait = json!({"ServiceTimeout": "240", "TargetGroupArns": [staging.clone()]});
+    let created = s
+        .send(|url| cfn::create(SYNC, "FirstSync", &wait, url))
+        .await?;
+    assert_eq!(created.status(), "SUCCESS", "{}", created.body());
+    assert_eq!(w.targets(&staging).await?, ["10.0.1.10:80"]);
+    assert!(
+        w.targets(&production).await?.is_empty(),
+        "another prefix's group is never touched"
+    );
+
+    // Waiting for a group it does not sync: FAILED, naming it, and the
+    // Create leaves nothing behind.
+    let other = json!({"TargetGroupArns": [production.clone(), staging.clone()]});
+    let failed = s
+        .send(|url| cfn::create(SYNC, "Other", &other, url))
+        .await?;
+    assert_eq!(failed.status(), "FAILED", "{}", failed.body());
+    assert!(
+        failed.reason().contains("TargetGroupArns")
+            && failed.reason().contains(&production)
+            && failed.reason().contains("not among"),
+        "{}",
+        failed.reason()
+    );
+    assert!(w.targets(&production).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_target_sync_variable_fails_only_the_first_sync_naming_it() -> R {
+    let s = setup_with(&[
+        ("ALLOW_INSECURE_RESPONSE_URL", "true"),
+        ("TAG_PREFIX", "aws:reserved"),
+    ])
+    .await?;
+    let sync = s
+        .send(|url| cfn::create(SYNC, "FirstSync", &sync_props(), url))
+        .await?;
+    assert_eq!(sync.status(), "FAILED", "{}", sync.body());
+    assert!(
+        sync.reason().contains("TAG_PREFIX") && sync.reason().contains("aws:reserved"),
+        "{}",
+        sync.reason()
+    );
+    // The other resource types still work.
+    s.w.answer(VPCE, &["10.0.1.5"]);
+    let dns = s
+        .send(|url| cfn::create(DNS, "Ips", &json!({"Hostname": VPCE}), url))
+        .await?;
+    assert_eq!(dns.status(), "SUCCESS", "{}", dns.body());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_sync_fails_only_when_nothing_synced_and_then_leaves_nothing_behind() -> R {
     let s = setup().await?;
     let w = &s.w;
@@ -286,7 +376,7 @@ async fn the_first_sync_fails_only_when_nothing_synced_and_then_leaves_nothing_b
 
     // Another team's broken group does not make the stack undeployable.
     let created = s
-        .send(|url| cfn::create(SYNC, "FirstSync", &sync_env(w), url))
+        .send(|url| cfn::create(SYNC, "FirstSync", &sync_props(), url))
         .await?;
     assert_eq!(created.status(), "SUCCESS", "{}", created.body());
     assert!(
@@ -315,7 +405,7 @@ async fn the_first_sync_fails_only_when_nothing_synced_and_then_leaves_nothing_b
     w.register(&only, "10.0.9.9", 80).await?;
     w.dns.set(ALB, Answer::V4ThenServFail(ips(&["10.0.1.10"])));
     let created = s
-        .send(|url| cfn::create(SYNC, "FirstSync", &sync_env(w), url))
+        .send(|url| cfn::create(SYNC, "FirstSync", &sync_props(), url))
         .await?;
     assert_eq!(created.status(), "FAILED", "{}", created.body());
     assert!(
@@ -449,7 +539,7 @@ async fn a_failed_create_answers_a_marker_whose_delete_touches_nothing() -> R {
     let tg = w.target_group("api-80", 80).await?;
     tag(&w.elb, &tg, &[("tether:source", &format!("dns:{ALB}"))]).await?;
     w.dns.set(ALB, Answer::ServFail);
-    let props = sync_env(w);
+    let props = sync_props();
     let created = s
         .send(|url| cfn::create(SYNC, "SyncApi80", &props, url))
         .await?;
@@ -524,21 +614,21 @@ async fn unknown_types_and_bad_properties_fail_naming_them() -> R {
         (
             SYNC,
             json!({"Environment": {"STATE_BUCKET": BUCKET, "TARGETS": format!(
-                "[{{\"dns_name\":\"{ALB}\",\"target_group_arn\":\"{tg}\",\"port\":0}}]")}}),
-            "ResourceProperties.Environment.TARGETS[0].port",
-            "0",
+                "[{{\"dns_name\":\"{ALB}\",\"target_group_arn\":\"{tg}\",\"port\":80}}]")}}),
+            "ResourceProperties.Environment",
+            "own environment",
         ),
         (
             SYNC,
-            json!({"Environment": {"TAG_PREFIX": "tether:"}}),
-            "ResourceProperties.Environment.STATE_BUCKET",
-            "not set",
+            json!({"TargetGroupArns": ["arn:aws:s3:::not-a-group"]}),
+            "ResourceProperties.TargetGroupArns[0]",
+            "not-a-group",
         ),
         (
             SYNC,
             json!({"DnsName": ALB}),
-            "ResourceProperties.Environment",
-            "required",
+            "ResourceProperties.DnsName",
+            "unknown",
         ),
         (
             EMPTY,

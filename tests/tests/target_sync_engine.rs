@@ -291,7 +291,7 @@ async fn the_deploy_time_sync_waits_for_a_new_policy_to_take_effect() -> Result<
         config,
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let (report, _) = tether_shared::cfn::target_sync::run_patiently(&engine, deadline).await;
+    let (report, _) = tether_shared::cfn::target_sync::run_patiently(&engine, &[], deadline).await;
     assert_eq!(report.mappings[0].error, None);
     assert_eq!(describe.num_calls(), 2, "denied once, then allowed");
     assert_eq!(register.num_calls(), 1);

@@ -12,6 +12,7 @@ use super::{dns_addresses, empty_bucket, target_sync};
 use crate::aws::s3_client;
 use crate::config::{ConfigError, DnsSettings, Vars, dns_settings};
 use crate::dns::HickoryDns;
+use crate::sync::SyncConfig;
 use crate::sync::groups::Elb;
 use crate::sync::interfaces::Ec2Interfaces;
 
@@ -25,6 +26,9 @@ pub struct Settings {
     pub allow_insecure: bool,
     /// `DNS_SERVERS`, `DNS_TIMEOUT_MS`: the default resolver.
     pub dns: DnsSettings,
+    /// target-sync's variables (`STATE_BUCKET`, `TAG_PREFIX`, ...), for
+    /// `Custom::TargetSync`; a bad or missing one fails only those events.
+    pub sync: Result<SyncConfig, String>,
 }
 
 impl Settings {
@@ -39,6 +43,7 @@ impl Settings {
         Ok(Settings {
             allow_insecure,
             dns: dns_settings(vars)?,
+            sync: SyncConfig::from_vars(vars).map_err(|e| e.to_string()),
         })
     }
 }
@@ -88,6 +93,9 @@ impl Handler for Service {
 }
 
 pub struct AwsResources {
+    /// target-sync's configuration, read from this function's environment
+    /// for `Custom::TargetSync` (its error fails only those events).
+    sync: Result<SyncConfig, String>,
     dns: HickoryDns,
     dns_timeout: Duration,
     elb: Elb,
@@ -100,6 +108,7 @@ impl AwsResources {
         // The same throttling-aware clients as the scheduled sync.
         let (elb, ec2) = crate::sync::engine::fleet_clients(sdk);
         Ok(Self {
+            sync: settings.sync.clone(),
             dns: HickoryDns::new(&settings.dns)?,
             dns_timeout: settings.dns.timeout,
             elb: Elb::new(elb),
@@ -158,14 +167,22 @@ impl AwsResources {
             return Ok(target_sync::delete(request.physical_id.as_deref()));
         }
         let props = target_sync::Props::read(&request.properties)?;
+        let config = self.sync.as_ref().map_err(|why| {
+            Failure(format!(
+                "the custom-resources function has no usable target-sync configuration \
+                 (Custom::TargetSync syncs with target-sync's variables in this function's \
+                 environment): {why}"
+            ))
+        })?;
         let clients = target_sync::Clients {
-            dns: self.resolver(&props.config.dns.servers)?,
+            // The function's resolver: DNS_SERVERS is the sync's too.
+            dns: target_sync::Resolver::Shared(&self.dns),
             interfaces: Ec2Interfaces::new(self.ec2.clone(), self.elb.client().clone()),
             elb: &self.elb,
             s3: &self.s3,
         };
         let creating = request.request_type == RequestType::Create;
-        target_sync::apply(clients, &props, creating, deadline).await
+        target_sync::apply(clients, config, &props, creating, deadline).await
     }
 
     async fn empty_bucket(&self, request: &Request, deadline: Instant) -> Result<Applied, Failure> {

@@ -1,27 +1,36 @@
 //! `Custom::TargetSync`: the first sync at deploy time, over everything the
 //! scheduled target-sync would sync.
 //!
-//! `Environment` holds the same variables as the target-sync function's
-//! environment, so both sync the same mappings with the same state. Create
-//! and Update run the engine once (publishing no metrics), so the NLBs have
-//! targets the moment the stack completes. It only registers: no countdown
-//! advances and nothing is deregistered at deploy time (its retries would
-//! otherwise count absences seconds apart); the schedule does the rest.
+//! The configuration is the custom-resources function's own environment,
+//! which the template gives the target-sync function's variables (a test
+//! keeps the two equal), so both sync the same mappings with the same state.
+//! The event carries no configuration: a stack that can invoke the function
+//! can make it sync what the schedule would sync anyway, never choose the
+//! addresses or the groups. It may only name target groups to wait for
+//! (`TargetGroupArns`: groups created in the same deploy, whose tags the
+//! discovery may not see at once).
+//!
+//! Create and Update run the engine once (publishing no metrics), so the
+//! NLBs have targets the moment the stack completes. It only registers: no
+//! countdown advances and nothing is deregistered at deploy time (its
+//! retries would otherwise count absences seconds apart); the schedule does
+//! the rest.
 //!
 //! - It fails only when nothing could be synced (every mapping failed, or
-//!   discovery did): one other team's mis-tagged group must not make the
-//!   stack undeployable. Failed groups are named in the SUCCESS reason, and
-//!   the scheduled function's `FailedMappings` alarm follows them.
+//!   discovery did), or a group it was told to wait for was not synced: one
+//!   other team's mis-tagged group must not make the stack undeployable.
+//!   Failed groups are named in the SUCCESS reason, and the scheduled
+//!   function's `FailedMappings` alarm follows them.
 //! - While AWS answers AccessDenied (a policy created in the same stack is
-//!   not in effect yet) or a name answers NXDOMAIN (a record created in the
-//!   same stack is not visible yet), it waits and syncs again, as long as the
-//!   deadline allows.
+//!   not in effect yet), a name answers NXDOMAIN (a record created in the
+//!   same stack is not visible yet), or a group it waits for is not synced
+//!   yet, it waits and syncs again, as long as the deadline allows.
 //! - A Create that fails deregisters what it registered: the rollback's
 //!   Delete has nothing to remove, and the stack leaves no target behind.
 //! - Delete does nothing: deleting tether must not empty a working NLB. The
 //!   target groups stay as they are.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -31,9 +40,8 @@ use tracing::{info, warn};
 
 use super::dispatch::{Applied, Failure};
 use crate::aws::AwsError;
-use crate::config::Vars;
 use crate::dns::{DnsFailure, HickoryDns, Lookup, RecordKind};
-use crate::fields::{FieldError, Fields, shorten};
+use crate::fields::{FieldError, Fields};
 use crate::metrics::{Datum, Metrics};
 use crate::sync::groups::{Elb, TargetGroups};
 use crate::sync::interfaces::Ec2Interfaces;
@@ -43,10 +51,12 @@ use crate::sync::{Engine, SyncConfig, SyncReport};
 
 pub const TYPE: &str = "Custom::TargetSync";
 
-/// The resource's properties.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The resource's properties: only what to wait for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Props {
-    pub config: SyncConfig,
+    /// `TargetGroupArns`: groups that must be synced before the resource
+    /// succeeds.
+    pub wait_for: Vec<TargetGroupArn>,
 }
 
 impl Props {
@@ -55,48 +65,44 @@ impl Props {
         f.string("ServiceToken")?;
         // CloudFormation passes the resource's own timeout along; not used here.
         f.number("ServiceTimeout", 1..=3600)?;
-        let location = f.at("Environment");
-        let vars = environment(&location, f.raw("Environment"))?;
+        if f.raw("Environment").is_some() {
+            return Err(FieldError::new(
+                f.at("Environment"),
+                "is no longer read: Custom::TargetSync syncs with the custom-resources \
+                 function's own environment (the template gives it target-sync's variables); \
+                 remove the property",
+            ));
+        }
+        let location = f.at("TargetGroupArns");
+        let wait_for = f
+            .string_list("TargetGroupArns")?
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, arn)| {
+                arn.parse()
+                    .map_err(|why: String| FieldError::new(format!("{location}[{i}]"), why))
+            })
+            .collect::<Result<Vec<TargetGroupArn>, _>>()?;
         f.finish()?;
-        let mut config = SyncConfig::from_vars(&Vars(|name: &str| vars.get(name).cloned()))
-            .map_err(|e| FieldError::new(format!("{location}.{}", e.location), e.problem))?;
-        // One-off syncs publish nothing, and only register.
-        config.metrics.enabled = false;
-        config.function_name = None;
-        config.count_absences = false;
-        Ok(Props { config })
-    }
-
-    /// One first sync per state location.
-    pub fn physical_id(&self) -> String {
-        let s = &self.config.state;
-        format!("tether-first-sync:{}/{}", s.bucket, s.prefix)
+        Ok(Props { wait_for })
     }
 }
 
-/// `Environment`: an object of strings (CloudFormation passes every scalar
-/// as a string).
-fn environment(
-    location: &str,
-    value: Option<&Value>,
-) -> Result<HashMap<String, String>, FieldError> {
-    let Some(Value::Object(map)) = value else {
-        return Err(FieldError::new(
-            location,
-            "is required: the target-sync function's environment variables, as an object of strings",
-        ));
-    };
-    map.iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k.clone(), s.clone())),
-            Value::Number(_) | Value::Bool(_) => Ok((k.clone(), v.to_string())),
-            other => Err(FieldError::new(
-                format!("{location}.{k}"),
-                format!("expected a string, got {}", shorten(&other.to_string())),
-            )),
-        })
-        .collect()
+/// The configuration of a sync at deploy time: the function's, publishing
+/// nothing and counting no absences (it only registers).
+pub fn one_off(config: &SyncConfig) -> SyncConfig {
+    let mut config = config.clone();
+    config.metrics.enabled = false;
+    config.function_name = None;
+    config.count_absences = false;
+    config
+}
+
+/// One first sync per state location.
+pub fn physical_id(config: &SyncConfig) -> String {
+    let s = &config.state;
+    format!("tether-first-sync:{}/{}", s.bucket, s.prefix)
 }
 
 /// The function's resolver, or one for the resource's own `DNS_SERVERS`.
@@ -142,7 +148,8 @@ const FIRST_WAIT: Duration = Duration::from_secs(2);
 const UNDO_RESERVE: Duration = Duration::from_secs(20);
 /// Once some mappings synced, how long the others are waited for: a name
 /// or a policy of this stack appears within it; another team's broken group
-/// would otherwise hold every deploy until its timeout.
+/// would otherwise hold every deploy until its timeout. Groups named in
+/// `TargetGroupArns` are waited for until the deadline.
 const PATIENCE_WITH_PROGRESS: Duration = Duration::from_secs(60);
 const MAX_WAIT: Duration = Duration::from_secs(16);
 /// Time kept for a last attempt and the answer when retrying.
@@ -158,14 +165,40 @@ fn waits_for_time(report: &SyncReport) -> bool {
         .any(|e| patient(e.code.as_deref()))
 }
 
+/// The groups of `wait_for` that `report` did not sync, each with why.
+fn not_synced(report: &SyncReport, wait_for: &[TargetGroupArn]) -> Vec<String> {
+    wait_for
+        .iter()
+        .filter_map(|arn| {
+            let mappings: Vec<_> = report
+                .mappings
+                .iter()
+                .filter(|m| &m.target_group_arn == arn)
+                .collect();
+            let bad_tag = report.bad_tags.iter().find(|g| &g.target_group_arn == arn);
+            let why = if let Some(bad) = bad_tag {
+                bad.error.to_string()
+            } else if mappings.is_empty() {
+                "not among the target groups this function syncs (is it tagged?)".to_owned()
+            } else if let Some(e) = mappings.iter().find_map(|m| m.error.as_ref()) {
+                e.message.clone()
+            } else {
+                return None;
+            };
+            Some(format!("{arn}: {why}"))
+        })
+        .collect()
+}
+
 /// Everything the syncs of one request registered, per target group.
 pub type Registered = BTreeMap<TargetGroupArn, BTreeSet<SocketAddr>>;
 
-/// Runs the sync; while it fails in a way time cures, waits and runs it
-/// again, as long as the deadline allows. Also returns every target the
-/// attempts registered.
+/// Runs the sync; while it fails in a way time cures, or a group of
+/// `wait_for` is not synced yet, waits and runs it again, as long as the
+/// deadline allows. Also returns every target the attempts registered.
 pub async fn run_patiently<D, I, T, S>(
     engine: &Engine<D, I, T, S, Unpublished>,
+    wait_for: &[TargetGroupArn],
     deadline: Instant,
 ) -> (SyncReport, Registered)
 where
@@ -185,44 +218,57 @@ where
                 .or_default()
                 .extend(m.registered.iter().copied());
         }
+        let waited_for = not_synced(&report, wait_for);
         let progress = report.mappings.iter().any(|m| m.error.is_none());
         let patient = !progress || started.elapsed() < PATIENCE_WITH_PROGRESS;
-        if !waits_for_time(&report) || !patient || Instant::now() + wait + RESERVE > deadline {
+        let retry = !waited_for.is_empty() || (waits_for_time(&report) && patient);
+        if !retry || Instant::now() + wait + RESERVE > deadline {
             return (report, registered);
         }
         warn!(
             wait_ms = wait.as_millis() as u64,
-            "access denied or name not found yet: waiting, then syncing again"
+            waiting_for = waited_for.join("; "),
+            "access denied, name not found or a group not synced yet: waiting, then syncing again"
         );
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(MAX_WAIT);
     }
 }
 
-/// Create or Update.
+/// Create or Update, with the function's configuration `config`.
 pub async fn apply(
     clients: Clients<'_>,
+    config: &SyncConfig,
     props: &Props,
     creating: bool,
     deadline: Instant,
 ) -> Result<Applied, Failure> {
     let engine = Engine {
-        config: props.config.clone(),
+        config: one_off(config),
         dns: clients.dns,
         interfaces: clients.interfaces,
         elb: clients.elb.clone(),
-        store: S3Store::new(clients.s3.clone(), props.config.state.bucket.clone()),
+        store: S3Store::new(clients.s3.clone(), config.state.bucket.clone()),
         metrics: Unpublished,
     };
     let left = deadline.saturating_duration_since(Instant::now());
     let sync_deadline = deadline
         .checked_sub(UNDO_RESERVE.min(left / 4))
         .unwrap_or(deadline);
-    let (report, registered) = run_patiently(&engine, sync_deadline).await;
+    let (report, registered) = run_patiently(&engine, &props.wait_for, sync_deadline).await;
     let failures = report.failures();
     let synced = report.mappings.iter().filter(|m| m.error.is_none()).count();
-    if !failures.is_empty() && (synced == 0 || report.discovery_error.is_some()) {
-        let mut why = format!("sync failed: {}", failures.join("; "));
+    let waited_for = not_synced(&report, &props.wait_for);
+    let nothing_synced = !failures.is_empty() && (synced == 0 || report.discovery_error.is_some());
+    if nothing_synced || !waited_for.is_empty() {
+        let mut why = if waited_for.is_empty() {
+            format!("sync failed: {}", failures.join("; "))
+        } else {
+            format!(
+                "ResourceProperties.TargetGroupArns: not synced before the deadline: {}",
+                waited_for.join("; ")
+            )
+        };
         if creating {
             why.push_str(&undo_registrations(clients.elb, &registered, deadline).await);
         }
@@ -259,7 +305,7 @@ pub async fn apply(
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     Ok(Applied {
-        physical_id: props.physical_id(),
+        physical_id: physical_id(config),
         data,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
     })
@@ -317,92 +363,144 @@ pub fn delete(physical_id: Option<&str>) -> Applied {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::config::Vars;
+    use crate::sync::report::GroupError;
+    use crate::sync::{ErrorKind, MappingError, MappingReport};
+    use serde_json::json;
 
-    #[test]
-    fn only_errors_that_time_cures_are_waited_for() {
-        use crate::sync::{ErrorKind, MappingError, MappingReport};
-        let props = props(json!({"STATE_BUCKET": "b1b", "TARGETS":
-            "[{\"dns_name\":\"a.example.com\",\"target_group_arn\":\"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/50dc6c495c0c9188\",\"port\":80}]"}))
-        .unwrap();
-        let report = |code: &str| {
-            let mut m = MappingReport::new(&props.config.mappings[0], None);
+    const ARN: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/50dc6c495c0c9188";
+
+    fn config() -> SyncConfig {
+        let targets = format!(
+            "[{{\"dns_name\":\"a.example.com\",\"target_group_arn\":\"{ARN}\",\"port\":80}}]"
+        );
+        let vars = Vars(|name: &str| match name {
+            "STATE_BUCKET" => Some("tether-state".to_owned()),
+            "STATE_PREFIX" => Some("sync/".to_owned()),
+            "TARGETS" => Some(targets.clone()),
+            _ => None,
+        });
+        SyncConfig::from_vars(&vars).unwrap()
+    }
+
+    fn report(error: Option<&str>) -> SyncReport {
+        let config = config();
+        let mut m = MappingReport::new(&config.mappings[0], None);
+        if let Some(code) = error {
             m.fail(MappingError {
                 kind: ErrorKind::Source,
                 code: Some(code.to_owned()),
-                message: "x".into(),
+                message: format!("{code} happened"),
             });
-            SyncReport {
-                dry_run: false,
-                mappings: vec![m],
-                bad_tags: Vec::new(),
-                discovery_error: None,
-                metrics_error: None,
-            }
-        };
+        }
+        SyncReport {
+            dry_run: false,
+            mappings: vec![m],
+            bad_tags: Vec::new(),
+            discovery_error: None,
+            metrics_error: None,
+        }
+    }
+
+    #[test]
+    fn only_errors_that_time_cures_are_waited_for() {
         for code in ["NXDOMAIN", "AccessDenied", "UnauthorizedOperation"] {
-            assert!(waits_for_time(&report(code)), "{code}");
+            assert!(waits_for_time(&report(Some(code))), "{code}");
         }
         for code in ["SERVFAIL", "TargetGroupNotFound", "Throttling"] {
-            assert!(!waits_for_time(&report(code)), "{code}");
+            assert!(!waits_for_time(&report(Some(code))), "{code}");
         }
     }
-    use super::*;
-    use serde_json::json;
 
-    fn props(env: Value) -> Result<Props, FieldError> {
-        Props::read(&json!({
-            "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:cr",
-            "Environment": env,
-        }))
+    #[test]
+    fn the_one_off_sync_is_the_functions_publishing_nothing_and_only_registering() {
+        let config = config();
+        let once = one_off(&config);
+        assert_eq!(once.mappings, config.mappings);
+        assert_eq!(once.state, config.state);
+        assert!(!once.metrics.enabled && !once.count_absences);
+        assert_eq!(once.function_name, None);
+        assert_eq!(physical_id(&config), "tether-first-sync:tether-state/sync/");
     }
 
     #[test]
-    fn the_environment_of_the_function() {
-        let p = props(
-            json!({"STATE_BUCKET": "tether-state", "STATE_PREFIX": "sync/",
-            "TAG_PREFIX": "stg:", "DNS_SERVERS": "", "CW_METRIC_FLAG_IP_COUNT": "true"}),
+    fn the_event_names_only_what_to_wait_for() {
+        let read = |props: Value| Props::read(&props);
+        let p = read(
+            json!({"ServiceToken": "arn:aws:lambda:us-east-1:1:function:cr",
+            "ServiceTimeout": "240", "TargetGroupArns": [ARN]}),
         )
         .unwrap();
-        assert_eq!(p.config.tag_prefix.as_deref(), Some("stg:"));
-        assert_eq!(p.config.state.prefix, "sync/");
-        assert!(!p.config.metrics.enabled);
-        assert_eq!(p.physical_id(), "tether-first-sync:tether-state/sync/");
-    }
+        assert_eq!(p.wait_for, [ARN.parse().unwrap()]);
+        // CloudFormation may pass a list as a comma-separated string.
+        assert_eq!(
+            read(json!({"TargetGroupArns": ARN}))
+                .unwrap()
+                .wait_for
+                .len(),
+            1
+        );
+        assert_eq!(read(json!({})).unwrap(), Props::default());
 
-    #[test]
-    fn bad_properties_name_the_variable_and_the_value() {
-        for (env, location, needle) in [
+        // The configuration never comes from the event.
+        let err =
+            read(json!({"Environment": {"STATE_BUCKET": "b1b", "TARGETS": "[]"}})).unwrap_err();
+        assert_eq!(err.location, "ResourceProperties.Environment");
+        assert!(err.problem.contains("own environment"), "{err}");
+        for (props, location, needle) in [
             (
-                json!({}),
-                "ResourceProperties.Environment.STATE_BUCKET",
-                "not set",
+                json!({"TargetGroupArns": [ARN, "arn:aws:s3:::bucket"]}),
+                "ResourceProperties.TargetGroupArns[1]",
+                "arn:aws:s3:::bucket",
             ),
             (
-                json!({"STATE_BUCKET": "b1b", "TAG_PREFIX": "aws:x"}),
-                "ResourceProperties.Environment.TAG_PREFIX",
-                "aws:x",
+                json!({"TargetGroupArns": []}),
+                "ResourceProperties.TargetGroupArns",
+                "non-empty list",
             ),
             (
-                json!({"STATE_BUCKET": "b1b", "TARGETS": "[{"}),
-                "ResourceProperties.Environment.TARGETS",
-                "JSON",
+                json!({"Mappings": "x"}),
+                "ResourceProperties.Mappings",
+                "unknown field",
             ),
-            (
-                json!({"STATE_BUCKET": ["x"]}),
-                "ResourceProperties.Environment.STATE_BUCKET",
-                "string",
-            ),
-            (json!("x"), "ResourceProperties.Environment", "required"),
         ] {
-            let err = props(env).unwrap_err();
+            let err = read(props).unwrap_err();
             assert_eq!(err.location, location, "{err}");
             assert!(
                 err.problem.contains(needle),
                 "{err} should mention {needle}"
             );
         }
-        let err = Props::read(&json!({"Environment": {"STATE_BUCKET": "b1b"}, "Mappings": "x"}))
-            .unwrap_err();
-        assert_eq!(err.location, "ResourceProperties.Mappings");
+    }
+
+    #[test]
+    fn a_group_waited_for_counts_as_synced_only_without_error() {
+        let arn: TargetGroupArn = ARN.parse().unwrap();
+        assert!(not_synced(&report(None), std::slice::from_ref(&arn)).is_empty());
+        let failed = not_synced(&report(Some("SERVFAIL")), std::slice::from_ref(&arn));
+        assert!(
+            failed.len() == 1 && failed[0].contains("SERVFAIL happened"),
+            "{failed:?}"
+        );
+
+        let other: TargetGroupArn =
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/u/60dc6c495c0c9188"
+                .parse()
+                .unwrap();
+        let missing = not_synced(&report(None), std::slice::from_ref(&other));
+        assert!(missing[0].contains("not among"), "{missing:?}");
+
+        let mut bad = report(None);
+        bad.mappings.clear();
+        bad.bad_tags.push(GroupError {
+            target_group_arn: other.clone(),
+            error: FieldError::new("tag tether:port", "expected a port, got x"),
+        });
+        let tagged = not_synced(&bad, std::slice::from_ref(&other));
+        assert!(tagged[0].contains("tether:port"), "{tagged:?}");
+        // Nothing to wait for: nothing is missing.
+        assert!(not_synced(&bad, &[]).is_empty());
     }
 }

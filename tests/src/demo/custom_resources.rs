@@ -73,7 +73,9 @@ pub async fn run() -> Result<(), BoxError> {
         out["Data"]["Addresses"]
     );
 
-    println!("Custom::TargetSync: the first sync at deploy time, with the function's environment");
+    println!(
+        "Custom::TargetSync: the first sync at deploy time, configured by the function's own environment"
+    );
     let tg = w.target_group("orders-nlb-80", 80).await?;
     tag(&w.elb, &tg, &[("tether:source", &format!("dns:{ALB}"))]).await?;
     w.answer(ALB, &["10.0.1.10", "10.0.2.10", "10.0.1.11"]);
@@ -81,10 +83,9 @@ pub async fn run() -> Result<(), BoxError> {
         "   target group (tagged tether:source=dns:{ALB}) before: {:?}",
         w.targets(&tg).await?
     );
-    let dns = w.dns.addr().to_string();
-    let props = json!({"Environment": {
-        "TAG_DISCOVERY": "true", "TAG_PREFIX": "tether:", "STATE_BUCKET": BUCKET,
-        "DNS_SERVERS": dns, "DNS_TIMEOUT_MS": "400"}});
+    // No configuration in the event: whoever can invoke the function can
+    // only make it sync what the schedule would.
+    let props = json!({"ServiceTimeout": "240"});
     let out = send(&f, &responses, |url| {
         cfn::create("Custom::TargetSync", "FirstSync", &props, url)
     })
@@ -106,7 +107,7 @@ pub async fn run() -> Result<(), BoxError> {
     println!("   state objects: {:?}\n", w.keys().await?);
 
     println!("A Create with a bad property, and the Delete CloudFormation sends after it");
-    let bad = json!({"Environment": {"STATE_BUCKET": BUCKET, "TAG_DISCOVERY": "maybe"}});
+    let bad = json!({"Environment": {"STATE_BUCKET": BUCKET, "TAG_PREFIX": "mine:"}});
     let out = send(&f, &responses, |url| {
         cfn::create("Custom::TargetSync", "SyncBad", &bad, url)
     })
