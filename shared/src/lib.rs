@@ -13,4 +13,5 @@ pub mod deadline;
 pub mod dns;
 pub mod fields;
 pub mod metrics;
+pub mod startup;
 pub mod sync;

@@ -344,18 +344,24 @@ impl FunctionProcess {
     }
 
     /// For a process that must not start: waits for it to exit with a
-    /// failure and returns the line its cold start logged about the
-    /// configuration (`invalid configuration`).
+    /// failure and returns the one line its cold start printed, which must
+    /// be its `invalid configuration` error: nothing else on stdout or
+    /// stderr (no Rust debug dump of the error after it).
     pub async fn config_error(&mut self) -> Result<String, BoxError> {
         let exit = self.wait_exit(Duration::from_secs(10)).await?;
         if exit.status.success() {
             return Err(format!("{} exited 0 despite a bad configuration", self.name).into());
         }
         let logs = self.logs();
-        logs.lines()
-            .find(|l| l.contains("invalid configuration"))
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no `invalid configuration` line in:\n{logs}").into())
+        let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+        match lines[..] {
+            [line] if line.contains("invalid configuration") => Ok(line.to_owned()),
+            _ => Err(format!(
+                "expected exactly one `invalid configuration` line, got {}:\n{logs}",
+                lines.len()
+            )
+            .into()),
+        }
     }
 
     /// Everything the process wrote to stdout and stderr so far.

@@ -4,8 +4,8 @@
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 use serde_json::Value;
-use tether_shared::aws;
 use tether_shared::cfn::{Dispatcher, Responder, Service};
+use tether_shared::{aws, startup};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -13,7 +13,8 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::sdk_config().await;
     // A bad configuration still answers every event (FAILED, with the reason).
     let (service, allow_insecure) = Service::from_env(&sdk);
-    let dispatcher = Dispatcher::new(service, Responder::new()?, allow_insecure);
+    let responder = Responder::new().unwrap_or_else(|e| startup::abort("cannot start", &e));
+    let dispatcher = Dispatcher::new(service, responder, allow_insecure);
     run(service_fn(|event: LambdaEvent<Value>| {
         dispatcher.handle(event)
     }))

@@ -4,8 +4,8 @@
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 use serde_json::Value;
-use tether_shared::aws;
 use tether_shared::canary::{self, AwsCanary, CanaryConfig};
+use tether_shared::{aws, startup};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -14,11 +14,12 @@ async fn main() -> Result<(), Error> {
     // A bad value (or an unreadable CANARY_TARGETS_S3_URI) fails the cold start.
     let mut config = CanaryConfig::load(|uri| canary::fetch_targets(&sdk, uri))
         .await
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+        .unwrap_or_else(|e| startup::invalid_configuration(&e));
     // Secret header values: read once, never logged.
-    canary::read_secrets(&mut config, &sdk)
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let canary = AwsCanary::from_sdk(config, &sdk)?;
+    if let Err(e) = canary::read_secrets(&mut config, &sdk).await {
+        startup::invalid_configuration(&e);
+    }
+    let canary =
+        AwsCanary::from_sdk(config, &sdk).unwrap_or_else(|e| startup::abort("cannot start", &e));
     run(service_fn(|event: LambdaEvent<Value>| canary.handle(event))).await
 }

@@ -131,7 +131,8 @@ pub fn validate_tag_prefix(prefix: &str) -> Result<String, ConfigError> {
         Err(ConfigError::new(
             "TAG_PREFIX",
             format!(
-                "\"{}\" is not a usable tag key prefix (1 to 64 of letters, digits and _.:/=+-@, not starting with aws:)",
+                "\"{}\" is not a usable tag key prefix (1 to 64 characters: letters, digits, spaces and _.:/=+-@; \
+                 not starting with \"aws:\", which AWS reserves)",
                 shorten(prefix)
             ),
         ))
