@@ -22,30 +22,39 @@ CARGO_TEST_FLAGS ?=
 # The examples' templates get the same static checks as template.yaml.
 EXAMPLE_TEMPLATES := $(wildcard examples/*/template.yaml)
 
-.PHONY: help venv build test lint lint-rust lint-template fmt demo bench clean
+.PHONY: help venv build test lint lint-rust lint-template fmt demo bench clean clean-cache announce-test announce-demo announce-bench
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@echo
+	@echo "The demo shows the three functions against a local AWS emulator (moto) and DNS server:"
+	@echo "  target-sync (NLB target groups kept equal to DNS names and ALB nodes), health-canary"
+	@echo "  (probes, per-minute metrics) and custom-resources (CloudFormation custom resources)."
+	@echo "Deploy to AWS: sam build && sam deploy --guided (see the README's Deploy section)."
 
 $(VENV)/.installed: requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "==> Installing the AWS emulator ($$(grep -v '^#' requirements-dev.txt | tr '\n' ' ')) into $(VENV) (about a minute)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed ## Create the Python venv with the emulators (moto).
 
 $(LINT_VENV)/.installed: requirements-lint.txt
-	$(PYTHON) -m venv $(LINT_VENV)
-	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-lint.txt
+	@echo "==> Installing the template tools ($$(grep -v '^#' requirements-lint.txt | tr '\n' ' ')) into $(LINT_VENV) (one to two minutes)"
+	@$(PYTHON) -m venv $(LINT_VENV)
+	@$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-lint.txt
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@echo "==> Installing $$(grep -v '^#' requirements-checkov.txt | tr '\n' ' ')into $(CHECKOV_VENV) (about a minute)"
+	@$(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 $(LINT_VENV)/.build-tools: requirements-build.txt $(LINT_VENV)/.installed
-	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
+	@echo "==> Installing the arm64 cross-build tools ($$(grep -v '^#' requirements-build.txt | tr '\n' ' ')) into $(LINT_VENV)"
+	@$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
 	touch $@
 
 build: $(LINT_VENV)/.build-tools ## sam build: the three arm64 bootstrap artifacts (cargo-lambda + zig, no Docker).
@@ -76,25 +85,49 @@ lint-template: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed ## cfn-lint, s
 	$(LINT_VENV)/bin/cfn-lint template.yaml $(EXAMPLE_TEMPLATES)
 	$(LINT_VENV)/bin/sam validate --lint --template-file template.yaml
 	for t in $(EXAMPLE_TEMPLATES); do $(LINT_VENV)/bin/sam validate --lint --template-file $$t; done
-	$(CHECKOV_VENV)/bin/checkov --file template.yaml --quiet --compact --skip-download
-	for t in $(EXAMPLE_TEMPLATES); do $(CHECKOV_VENV)/bin/checkov --file $$t --quiet --compact --skip-download; done
+	@# LOG_LEVEL=ERROR: checkov's own [WARNI] lines (enrichment it cannot do
+	@# offline) are noise; failed checks are still printed.
+	@echo "checkov: each skipped check has its reason in the resource's Metadata.checkov.skip; to list them: $(LINT_VENV)/bin/python tests/template/checkov_skips.py"
+	LOG_LEVEL=ERROR $(CHECKOV_VENV)/bin/checkov --file template.yaml --quiet --compact --skip-download
+	for t in $(EXAMPLE_TEMPLATES); do LOG_LEVEL=ERROR $(CHECKOV_VENV)/bin/checkov --file $$t --quiet --compact --skip-download; done
 	$(LINT_VENV)/bin/python -m pytest --quiet -p no:cacheprovider tests/template
 
 fmt: ## Format the code.
 	cargo fmt --all
 
-test: venv lint ## Lint, then every unit, property and integration test.
+test: announce-test venv lint ## Lint, then every unit, property and integration test.
+	@echo "==> Building the functions and the tests (debug)"
 	cargo build --workspace --bins
+	@echo "==> Running every unit, property and integration test"
 	cargo test --workspace $(CARGO_TEST_FLAGS)
 
-demo: venv ## Run the local demo: moto, a DNS server, target-sync over rotating ALB addresses.
+demo: announce-demo venv ## Run the local demo: the three functions against moto and a DNS server on loopback.
+	@echo "==> Building the functions and the demo (debug)"
 	cargo build --workspace --bins
+	@echo "==> Running the demo"
 	TETHER_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/tether-demo"
 
-bench: venv ## Measure cold start, warm time, memory and size into BENCHMARKS.md.
+bench: announce-bench venv ## Measure cold start, warm time, memory and size into BENCHMARKS.md.
+	@echo "==> Building the release binaries"
 	cargo build --release --workspace --bins
+	@echo "==> Measuring"
 	TETHER_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/tether-bench" BENCHMARKS.md
 
-clean: ## Remove the venvs and build output.
-	rm -rf $(VENV) $(LINT_VENV) $(CHECKOV_VENV) .aws-sam
+clean: ## Remove this checkout's venvs and build output (the shared cargo cache keeps the dependencies).
+	rm -rf $(VENV) $(LINT_VENV) $(CHECKOV_VENV) .aws-sam dist
+	cargo clean --package tether-shared --package target-sync --package health-canary --package custom-resources --package tether-tests
+
+clean-cache: ## Also wipe the cargo target dir (CARGO_TARGET_DIR, default ~/.cache/tether-target), shared by EVERY checkout on this machine (the next build recompiles the AWS SDK).
 	cargo clean
+
+# What a long target is about to do, and roughly how long it takes on a
+# 2-core machine (first time: the AWS SDK compiles; later runs reuse it).
+announce-test:
+	@echo "make test: installs the Python tools into .venv*, lints (rustfmt, clippy, cfn-lint, sam validate, checkov, pytest),"
+	@echo "builds and runs every Rust test. First run on 2 cores: about 20 minutes (the AWS SDK compiles); later: about 5-10."
+announce-demo:
+	@echo "make demo: installs moto into .venv, builds the functions (debug) and runs target-sync, health-canary and"
+	@echo "custom-resources against moto and a DNS server on loopback. First run on 2 cores: about 15-20 minutes; later: about 1."
+announce-bench:
+	@echo "make bench: builds the release binaries and measures cold starts, warm invocations, memory, fleets of"
+	@echo "target groups under ELB throttling and the artifacts, into BENCHMARKS.md. On 2 cores: about 30 minutes or more."
