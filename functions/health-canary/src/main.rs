@@ -12,13 +12,13 @@ async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let sdk = aws::sdk_config().await;
     // A bad value (or an unreadable CANARY_TARGETS_S3_URI) fails the cold start.
-    let mut config = CanaryConfig::load(|uri| canary::fetch_targets(&sdk, uri))
+    let config = CanaryConfig::load(|uri| canary::fetch_targets(&sdk, uri))
         .await
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    // Secret header values: read once, never logged.
-    canary::read_secrets(&mut config, &sdk)
+    // Secret header values: read now and again later, never logged.
+    let secrets = canary::read_secrets(&config, &sdk)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let canary = AwsCanary::from_sdk(config, &sdk)?;
+    let canary = AwsCanary::from_sdk(config, secrets, &sdk)?;
     run(service_fn(|event: LambdaEvent<Value>| canary.handle(event))).await
 }
