@@ -18,14 +18,15 @@
 //!   on it (an expired cross-signed copy of a root, an unrelated extra)
 //!   does not count; nor does the anchor, which webpki trusts by its name
 //!   and key, not by its validity.
-//! - **refused because a certificate on the way expired** (or is not valid
-//!   yet): that certificate's `notAfter`, from the verifier's error: a
-//!   negative number of days for an expired one.
-//! - **refused otherwise** (unknown CA, bad signature, no path): the leaf's
+//! - **refused** (expired, unknown CA, bad signature, no path): the leaf's
 //!   own `notAfter`, the one certificate that is the server's whatever path
-//!   a client builds. Nothing else the server sent is trusted to say when
-//!   the chain runs out. The probe fails either way (`tls_*`), so the
-//!   refusal is seen in `Success`; the expiry only tells when the leaf ends.
+//!   a client builds; an expired leaf shows a negative number of days.
+//!   Without a verified path nothing else the server sent is known to be on
+//!   the way to a root: webpki reports the error of the last candidate it
+//!   tried, and that may be the extra expired certificate (an expired
+//!   cross-signed root refused as `tls_expired` while the real problem is
+//!   an unknown CA), so its date must not count. The probe fails either
+//!   way (`tls_*`) and the refusal shows in `Success`.
 //! - **wrong name**: the path verified, so the path's expiry.
 
 use std::sync::{Arc, Mutex};
@@ -180,7 +181,7 @@ impl ServerCertVerifier for ChainVerifier {
                 self.note(earliest);
             }
             Err(err) => {
-                self.note(refused_expiry(&err, end_entity));
+                self.note(cert::not_after(end_entity).ok());
                 return Err(pki_error(err));
             }
         }
@@ -209,15 +210,6 @@ impl ServerCertVerifier for ChainVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
-    }
-}
-
-/// The expiry a refused chain reports: the expired certificate's, when
-/// that is why; else the leaf's.
-fn refused_expiry(err: &webpki::Error, leaf: &CertificateDer<'_>) -> Option<i64> {
-    match err {
-        webpki::Error::CertExpired { not_after, .. } => i64::try_from(not_after.as_secs()).ok(),
-        _ => cert::not_after(leaf).ok(),
     }
 }
 
@@ -278,21 +270,6 @@ mod tests {
         let system = system_roots().len();
         assert!(system > 0, "no system CA certificates on this machine");
         assert!(roots[1].as_ref().unwrap().len() > 1);
-    }
-
-    #[test]
-    fn a_refused_chain_reports_the_expired_certificate_or_the_leaf() {
-        let expired = webpki::Error::CertExpired {
-            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(2_000)),
-            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_000)),
-        };
-        assert_eq!(refused_expiry(&expired, &CertificateDer::from(vec![])), Some(1_000));
-        let leaf = CertificateDer::from_pem_slice(include_bytes!("../testdata/ca.pem")).unwrap();
-        assert_eq!(
-            refused_expiry(&webpki::Error::UnknownIssuer, &leaf),
-            cert::not_after(&leaf).ok()
-        );
-        assert!(cert::not_after(&leaf).is_ok());
     }
 
     #[test]
