@@ -21,7 +21,8 @@ fn load(targets: &Value) -> Result<CanaryConfig, tether_shared::config::ConfigEr
 fn the_demos_endpoints_pass_the_canarys_check() {
     // A real PEM: the demo trusts a private CA through ca_bundle.
     let ca = tether_tests::https::TestCa::new("names CA").expect("a test CA");
-    let targets = demo::canary::targets("https://orders.internal.example.test:8443/health", ca.pem());
+    let targets =
+        demo::canary::targets("https://orders.internal.example.test:8443/health", ca.pem());
     let config = load(&targets).unwrap_or_else(|e| panic!("the demo's CANARY_TARGETS: {e}"));
     let names: Vec<&str> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, [demo::canary::ENDPOINT]);
@@ -51,8 +52,16 @@ fn punctuation_case_and_length_up_to_cloudwatchs_limit_make_distinct_names() {
 #[test]
 fn a_bad_or_repeated_name_names_the_field_and_the_value() {
     let cases = [
-        (json!([{"name": "orders\napi", "url": "http://a/"}]), "CANARY_TARGETS[0].name", "\"orders\\napi\" contains the control character U+000A"),
-        (json!([{"name": "a".repeat(MAX_NAME_CHARS + 1), "url": "http://a/"}]), "CANARY_TARGETS[0].name", "1025 characters"),
+        (
+            json!([{"name": "orders\napi", "url": "http://a/"}]),
+            "CANARY_TARGETS[0].name",
+            "\"orders\\napi\" contains the control character U+000A",
+        ),
+        (
+            json!([{"name": "a".repeat(MAX_NAME_CHARS + 1), "url": "http://a/"}]),
+            "CANARY_TARGETS[0].name",
+            "1025 characters",
+        ),
         (
             json!([{"name": "orders-api", "url": "http://a/"}, {"name": "orders-api", "url": "http://b/"}]),
             "CANARY_TARGETS[1].name",
@@ -60,7 +69,9 @@ fn a_bad_or_repeated_name_names_the_field_and_the_value() {
         ),
     ];
     for (targets, location, needle) in cases {
-        let err = load(&targets).err().unwrap_or_else(|| panic!("{targets} was accepted"));
+        let err = load(&targets)
+            .err()
+            .unwrap_or_else(|| panic!("{targets} was accepted"));
         assert_eq!(err.location, location, "{err}");
         assert!(err.problem.contains(needle), "{err} should say {needle}");
     }

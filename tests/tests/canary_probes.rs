@@ -104,7 +104,11 @@ async fn a_rotated_secret_is_read_again_on_the_first_401() -> R {
     assert_eq!(seen.len(), 7, "{seen:?}");
     assert_eq!(seen.iter().filter(|v| *v == old).count(), 4, "{seen:?}");
     assert_eq!(seen.iter().filter(|v| *v == new).count(), 3, "{seen:?}");
-    assert_eq!([&seen[..2], &seen[5..]], [[old, old], [new, new]], "{seen:?}");
+    assert_eq!(
+        [&seen[..2], &seen[5..]],
+        [[old, old], [new, new]],
+        "{seen:?}"
+    );
     let rereads = lines_with(&f.logs(), "secret header value read again");
     assert_eq!(rereads.len(), 1, "{}", f.logs());
     assert_eq!(rereads[0]["fields"]["reason"], "denied");
@@ -136,11 +140,21 @@ async fn an_old_secret_is_read_again_and_a_failed_read_keeps_the_last_good_value
     ok_invoke(&f, TIMEOUT).await?;
     ok_invoke(&f, TIMEOUT).await?;
     let seen = sent(&server, "x-token");
-    assert_eq!(seen.first().map(String::as_str), Some("ttl-value-one"), "{seen:?}");
-    assert_eq!(seen.last().map(String::as_str), Some("ttl-value-two"), "{seen:?}");
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("ttl-value-one"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("ttl-value-two"),
+        "{seen:?}"
+    );
     let rereads = lines_with(&f.logs(), "secret header value read again");
     assert!(
-        rereads.iter().any(|l| l["fields"]["reason"] == "ttl" && l["fields"]["changed"] == true),
+        rereads
+            .iter()
+            .any(|l| l["fields"]["reason"] == "ttl" && l["fields"]["changed"] == true),
         "{}",
         f.logs()
     );
@@ -157,7 +171,13 @@ async fn an_old_secret_is_read_again_and_a_failed_read_keeps_the_last_good_value
     for out in [out, again] {
         assert_eq!(endpoint(&out, "ttl")?["outcomes"], json!(["ok"]), "{out}");
     }
-    assert!(sent(&server, "x-token").iter().rev().take(2).all(|v| v == "ttl-value-two"));
+    assert!(
+        sent(&server, "x-token")
+            .iter()
+            .rev()
+            .take(2)
+            .all(|v| v == "ttl-value-two")
+    );
     let kept = lines_with(
         &f.logs(),
         "secret header value not read again: keeping the last good value",
@@ -185,7 +205,11 @@ async fn an_endpoint_resolving_the_failover_record_is_refused_at_cold_start() ->
     let s = Setup::start().await?;
     let server = TestServer::http(Behaviour::ok()).await?;
     let record = [("FAILOVER_RECORD_NAME", API)];
-    let url = format!("http://{}:{}/health?token=q-9", API.to_uppercase(), server.port());
+    let url = format!(
+        "http://{}:{}/health?token=q-9",
+        API.to_uppercase(),
+        server.port()
+    );
     let targets = json!([
         {"name": "regional", "url": format!("http://127.0.0.1:{}/", server.port())},
         {"name": "self", "url": url},
@@ -206,8 +230,16 @@ async fn an_endpoint_resolving_the_failover_record_is_refused_at_cold_start() ->
                          "connect_to": format!("127.0.0.1:{}", server.port())}]);
     let f = s.spawn(&s.env(&pinned, &record)).await?;
     let (out, _) = ok_invoke(&f, TIMEOUT).await?;
-    assert_eq!(endpoint(&out, "pinned")?["outcomes"], json!(["ok"]), "{out}");
-    assert_eq!(s.dns.queries(API), 0, "connect_to never resolves the record");
+    assert_eq!(
+        endpoint(&out, "pinned")?["outcomes"],
+        json!(["ok"]),
+        "{out}"
+    );
+    assert_eq!(
+        s.dns.queries(API),
+        0,
+        "connect_to never resolves the record"
+    );
     Ok(())
 }
 
@@ -274,7 +306,11 @@ async fn post_and_patch_are_never_retried() -> R {
     for (method, server) in &servers {
         let e = endpoint(&out, method)?;
         let retried = !matches!(*method, "POST" | "PATCH");
-        assert_eq!(server.requests().len(), 1 + usize::from(retried), "{method}");
+        assert_eq!(
+            server.requests().len(),
+            1 + usize::from(retried),
+            "{method}"
+        );
         assert!(server.requests().iter().all(|r| r.method == *method));
         match retried {
             true => {
@@ -304,7 +340,9 @@ async fn a_silent_resolver_costs_a_third_of_the_probe_and_leaves_room_for_the_re
     s.dns.set(name, Answer::Timeout);
     let targets = json!([{"name": "silent", "url": format!("http://{name}:{}/", server.port()),
                           "timeout_ms": 3000}]);
-    let f = s.spawn(&s.env(&targets, &[("DNS_TIMEOUT_MS", "5000")])).await?;
+    let f = s
+        .spawn(&s.env(&targets, &[("DNS_TIMEOUT_MS", "5000")]))
+        .await?;
     let (out, _) = ok_invoke(&f, TIMEOUT).await?;
     let e = endpoint(&out, "silent")?;
     assert_eq!(e["outcomes"], json!(["dns"]), "{out}");
@@ -344,7 +382,10 @@ async fn the_address_that_answered_is_logged() -> R {
         assert_eq!(lines.len(), 1, "{}", f.logs());
         assert_eq!(lines[0]["fields"]["address"], live.as_str(), "{name}");
     }
-    let degraded = lines_with(&f.logs(), "probe degraded: an address did not accept a connection");
+    let degraded = lines_with(
+        &f.logs(),
+        "probe degraded: an address did not accept a connection",
+    );
     assert_eq!(degraded[0]["fields"]["address"], live.as_str());
     Ok(())
 }
@@ -370,13 +411,19 @@ async fn queries_and_echoed_secrets_never_reach_the_logs() -> R {
     let (out, _) = ok_invoke(&f, TIMEOUT).await?;
     let logs = f.logs();
 
-    assert_eq!(failing.requests()[0].query.as_deref(), Some("token=q-s3cr3t"));
+    assert_eq!(
+        failing.requests()[0].query.as_deref(),
+        Some("token=q-s3cr3t")
+    );
     let query = probe_lines(&logs, "query");
     assert_eq!(
         query[0]["fields"]["url"],
         format!("http://{API}:{}/health?…", failing.port())
     );
-    assert!(!logs.contains("q-s3cr3t") && !out.to_string().contains("q-s3cr3t"), "{logs}");
+    assert!(
+        !logs.contains("q-s3cr3t") && !out.to_string().contains("q-s3cr3t"),
+        "{logs}"
+    );
 
     let echoed = endpoint(&out, "echo")?;
     assert_eq!(echoed["last_status"], 401, "{out}");
@@ -387,10 +434,19 @@ async fn queries_and_echoed_secrets_never_reach_the_logs() -> R {
             .is_some_and(|m| m.contains("body not shown")),
         "{out}"
     );
-    assert!(!logs.contains(key) && !out.to_string().contains(key), "{logs}");
+    assert!(
+        !logs.contains(key) && !out.to_string().contains(key),
+        "{logs}"
+    );
 
-    assert_eq!(endpoint(&out, "down")?["last_failure"]["snippet"], "database down");
-    assert_eq!(probe_lines(&logs, "down")[0]["fields"]["body"], "database down");
+    assert_eq!(
+        endpoint(&out, "down")?["last_failure"]["snippet"],
+        "database down"
+    );
+    assert_eq!(
+        probe_lines(&logs, "down")[0]["fields"]["body"],
+        "database down"
+    );
     Ok(())
 }
 
@@ -409,7 +465,9 @@ async fn bundle_only_trusts_the_bundle_alone() -> R {
     let roots = std::env::temp_dir().join(format!(
         "tether-canary-roots-{}-{}.pem",
         std::process::id(),
-        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_nanos()
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)?
+            .as_nanos()
     ));
     std::fs::write(&roots, public.pem())?;
     let publicly = TestServer::https(Behaviour::ok(), &public.issue_valid(&[API], 90)?).await?;
@@ -434,7 +492,11 @@ async fn bundle_only_trusts_the_bundle_alone() -> R {
         ("private-bundle-only", "ok"),
         ("private-default", "ok"),
     ] {
-        assert_eq!(endpoint(&out, name)?["outcomes"], json!([expected]), "{name}: {out}");
+        assert_eq!(
+            endpoint(&out, name)?["outcomes"],
+            json!([expected]),
+            "{name}: {out}"
+        );
     }
     Ok(())
 }

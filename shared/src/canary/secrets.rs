@@ -116,11 +116,17 @@ impl SecretStore for AwsSecrets {
 /// [`SecretStore`] behind a pointer, so that [`Secrets`] (and the prober
 /// that holds it) has no type parameter.
 trait ReadSecret: Send + Sync {
-    fn read_boxed<'a>(&'a self, reference: &'a SecretRef) -> BoxFuture<'a, Result<String, AwsError>>;
+    fn read_boxed<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<String, AwsError>>;
 }
 
 impl<S: SecretStore> ReadSecret for S {
-    fn read_boxed<'a>(&'a self, reference: &'a SecretRef) -> BoxFuture<'a, Result<String, AwsError>> {
+    fn read_boxed<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(self.read(reference))
     }
 }
@@ -301,8 +307,14 @@ impl Secrets {
     /// TTL finds old at `now`.
     pub async fn refresh_old(&self, endpoint: usize, now: Instant, deadline: Instant) {
         for (_, n) in self.of(endpoint) {
-            self.reread(*n, Reason::Ttl, deadline, |held| held.due_by_ttl(now, self.ttl), now)
-                .await;
+            self.reread(
+                *n,
+                Reason::Ttl,
+                deadline,
+                |held| held.due_by_ttl(now, self.ttl),
+                now,
+            )
+            .await;
         }
     }
 
@@ -393,7 +405,11 @@ mod tests {
 
     impl Map {
         fn set(&self, reference: &SecretRef, value: &str) {
-            self.0.lock().unwrap().0.insert(reference.clone(), value.into());
+            self.0
+                .lock()
+                .unwrap()
+                .0
+                .insert(reference.clone(), value.into());
         }
         fn remove(&self, reference: &SecretRef) {
             self.0.lock().unwrap().0.remove(reference);
@@ -497,7 +513,11 @@ mod tests {
         );
         let store = Map::default();
         store.set(&SecretRef::Secret("s".into()), "xx-secret\nyy");
-        let err = Secrets::read(&c, store).now_or_never().unwrap().err().unwrap();
+        let err = Secrets::read(&c, store)
+            .now_or_never()
+            .unwrap()
+            .err()
+            .unwrap();
         assert!(
             err.problem.contains("secret s") && !err.problem.contains("xx-secret"),
             "{err}"
@@ -507,25 +527,33 @@ mod tests {
     #[tokio::test]
     async fn a_denial_reads_the_secret_again_once_per_probe_for_every_endpoint_sharing_it() {
         let store = store();
-        let secrets = Secrets::read(&two_endpoints(), store.clone()).await.unwrap();
+        let secrets = Secrets::read(&two_endpoints(), store.clone())
+            .await
+            .unwrap();
         let t0 = Instant::now();
         let deadline = t0 + Duration::from_secs(3);
         store.set(&api_key(), "k-new");
         let probe = t0 + Duration::from_secs(10);
-        secrets.refresh_denied(0, probe, probe, deadline + Duration::from_secs(10)).await;
+        secrets
+            .refresh_denied(0, probe, probe, deadline + Duration::from_secs(10))
+            .await;
         assert_eq!(store.reads(), 3);
         assert_eq!(shown(&secrets, 0), [("x-api-key".into(), "k-new".into())]);
         assert_eq!(shown(&secrets, 1)[1], ("x-api-key".into(), "k-new".into()));
         // The other endpoint's denial in the same round reads nothing more
         // for the shared secret, only its own parameter.
-        secrets.refresh_denied(1, probe, probe, deadline + Duration::from_secs(10)).await;
+        secrets
+            .refresh_denied(1, probe, probe, deadline + Duration::from_secs(10))
+            .await;
         assert_eq!(store.reads(), 4);
     }
 
     #[tokio::test]
     async fn an_unchanged_value_quiets_denial_rereads_for_a_minute() {
         let store = store();
-        let secrets = Secrets::read(&two_endpoints(), store.clone()).await.unwrap();
+        let secrets = Secrets::read(&two_endpoints(), store.clone())
+            .await
+            .unwrap();
         let t0 = Instant::now();
         let far = t0 + Duration::from_secs(3600);
         for (round, expected_reads) in [(10, 3), (20, 3), (60, 3), (71, 4)] {
@@ -577,7 +605,9 @@ mod tests {
         let mut secrets = Secrets::read(&c, store()).await.unwrap();
         secrets.store = Some(Box::new(Silent));
         let now = Instant::now() + Duration::from_secs(5);
-        secrets.refresh_old(0, now, Instant::now() + Duration::from_millis(20)).await;
+        secrets
+            .refresh_old(0, now, Instant::now() + Duration::from_millis(20))
+            .await;
         assert_eq!(shown(&secrets, 0), [("x-api-key".into(), "k-old".into())]);
     }
 

@@ -235,7 +235,9 @@ impl Endpoint {
             return Err(ConfigError::new(
                 format!("{location}.trust"),
                 match https {
-                    true => "is \"bundle-only\" but no ca_bundle is given: nothing would be trusted",
+                    true => {
+                        "is \"bundle-only\" but no ca_bundle is given: nothing would be trusted"
+                    }
                     false => "is \"bundle-only\" but the URL is not https",
                 },
             ));
@@ -462,7 +464,11 @@ mod tests {
         let both = endpoint(json!({"trust": "public-and-bundle", "ca_bundle": pem})).unwrap();
         assert_eq!(both.trust, Trust::PublicAndBundle);
         let cases = [
-            (json!({"trust": "bundle-only"}), "T[0].trust", "no ca_bundle"),
+            (
+                json!({"trust": "bundle-only"}),
+                "T[0].trust",
+                "no ca_bundle",
+            ),
             (
                 json!({"trust": "bundle-only", "url": "http://a/"}),
                 "T[0].trust",
@@ -477,7 +483,10 @@ mod tests {
         for (extra, location, needle) in cases {
             let err = endpoint(extra).unwrap_err();
             assert_eq!(err.location, location, "{err}");
-            assert!(err.problem.contains(needle), "{err} should mention {needle}");
+            assert!(
+                err.problem.contains(needle),
+                "{err} should mention {needle}"
+            );
         }
     }
 
@@ -491,7 +500,11 @@ mod tests {
             (json!({"method": "FETCH"}), "T[0].method", "FETCH"),
             (json!({"expect_status": "2xx"}), "T[0].expect_status", "2xx"),
             (json!({"timeout_ms": 0}), "T[0].timeout_ms", "got 0"),
-            (json!({"connect_to": "10.0.0.1"}), "T[0].connect_to", "10.0.0.1"),
+            (
+                json!({"connect_to": "10.0.0.1"}),
+                "T[0].connect_to",
+                "10.0.0.1",
+            ),
             (
                 json!({"url": "https://a:8443/", "connect_to": "10.0.0.1:443"}),
                 "T[0].connect_to",
@@ -549,7 +562,11 @@ mod tests {
                 "T[0].connect_to[1]",
                 "got 7",
             ),
-            (json!({"connect_to": []}), "T[0].connect_to", "has 0 addresses"),
+            (
+                json!({"connect_to": []}),
+                "T[0].connect_to",
+                "has 0 addresses",
+            ),
             (
                 json!({"connect_to": ["10.0.0.1:443", "10.0.0.1:443"]}),
                 "T[0].connect_to[1]",
@@ -570,26 +587,40 @@ mod tests {
                 "T[0].connect_timeout_ms",
                 "soon",
             ),
-            (json!({"max_latency_ms": 4000}), "T[0].max_latency_ms", "4000"),
+            (
+                json!({"max_latency_ms": 4000}),
+                "T[0].max_latency_ms",
+                "4000",
+            ),
             (json!({"max_latency_ms": 0}), "T[0].max_latency_ms", "got 0"),
             (
                 json!({"name": "caf\u{e9}"}),
                 "T[0].name",
                 "\"caf\u{e9}\" contains the non-ASCII character",
             ),
-            (json!({"name": "a\u{1}b"}), "T[0].name", "control character U+0001"),
+            (
+                json!({"name": "a\u{1}b"}),
+                "T[0].name",
+                "control character U+0001",
+            ),
             (json!({"name": " "}), "T[0].name", "non-empty"),
         ];
         for (extra, location, needle) in cases {
             let err = endpoint(extra).unwrap_err();
             assert_eq!(err.location, location, "{err}");
-            assert!(err.to_string().contains(needle), "{err} should mention {needle}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should mention {needle}"
+            );
         }
     }
 
     #[test]
     fn a_connect_to_port_is_fine_when_the_url_has_none_or_the_same() {
-        for url in ["https://api.example.com/h", "https://api.example.com:8443/h"] {
+        for url in [
+            "https://api.example.com/h",
+            "https://api.example.com:8443/h",
+        ] {
             assert!(endpoint(json!({"url": url, "connect_to": "127.0.0.1:8443"})).is_ok());
         }
     }
@@ -602,7 +633,11 @@ mod tests {
         assert_eq!(e.url.query(), Some("token=s3cr3t"), "the request keeps it");
         let plain = endpoint(json!({"url": "https://api.example.com/health"})).unwrap();
         assert_eq!(plain.shown_url(), "https://api.example.com/health");
-        for url in ["ftp://a/x?token=s3cr3t", "https://u:p@a/?token=s3cr3t", "http:// a/?token=s3cr3t"] {
+        for url in [
+            "ftp://a/x?token=s3cr3t",
+            "https://u:p@a/?token=s3cr3t",
+            "http:// a/?token=s3cr3t",
+        ] {
             let err = endpoint(json!({"url": url})).unwrap_err();
             assert!(!err.to_string().contains("s3cr3t"), "{err}");
         }

@@ -143,8 +143,16 @@ mod tests {
             (json!({"bad name": "x"}), "H.bad name", "header name"),
             (json!({"x": 1}), "H.x", "got 1"),
             (json!({"x": "a\nb"}), "H.x", "header value"),
-            (json!({"x-key": {"vault": "k"}}), "H.x-key.vault", "value source"),
-            (json!({"x-key": {"secret": ""}}), "H.x-key.secret", "name or ARN"),
+            (
+                json!({"x-key": {"vault": "k"}}),
+                "H.x-key.vault",
+                "value source",
+            ),
+            (
+                json!({"x-key": {"secret": ""}}),
+                "H.x-key.secret",
+                "name or ARN",
+            ),
             (
                 json!({"x-key": {"secret": "a", "ssm": "b"}}),
                 "H.x-key",
@@ -154,7 +162,10 @@ mod tests {
         for (value, location, needle) in cases {
             let err = parse_headers("H", &value).unwrap_err();
             assert_eq!(err.location, location, "{err}");
-            assert!(err.problem.contains(needle), "{err} should mention {needle}");
+            assert!(
+                err.problem.contains(needle),
+                "{err} should mention {needle}"
+            );
         }
     }
 }

@@ -221,7 +221,11 @@ mod tests {
         assert_eq!(c.namespace, "Platform/Canary");
         // The DNS share: a third of the timeout, at most DNS_TIMEOUT_MS.
         assert_eq!(c.endpoints[0].dns_timeout, Duration::from_millis(400));
-        let c = config(&[("CANARY_TARGETS", &t.to_string()), ("DNS_TIMEOUT_MS", "5000")]).unwrap();
+        let c = config(&[
+            ("CANARY_TARGETS", &t.to_string()),
+            ("DNS_TIMEOUT_MS", "5000"),
+        ])
+        .unwrap();
         assert_eq!(c.endpoints[0].dns_timeout, Duration::from_millis(500));
         assert_eq!(c.endpoints[1].dns_timeout, Duration::from_millis(1000));
     }
@@ -229,8 +233,11 @@ mod tests {
     #[test]
     fn an_endpoint_resolving_the_failover_record_fails_the_cold_start() {
         let t = one(json!({"url": "https://API.example.com/health"}));
-        let err = config(&[("CANARY_TARGETS", &t), ("FAILOVER_RECORD_NAME", "api.example.com.")])
-            .unwrap_err();
+        let err = config(&[
+            ("CANARY_TARGETS", &t),
+            ("FAILOVER_RECORD_NAME", "api.example.com."),
+        ])
+        .unwrap_err();
         assert_eq!(err.location, "CANARY_TARGETS[0].url");
         assert!(err.problem.contains("FAILOVER_RECORD_NAME"), "{err}");
         // Unset or empty: no record, nothing refused.

@@ -115,7 +115,9 @@ mod tests {
     fn an_endpoint_resolving_the_record_is_refused() {
         let record = FailoverRecord::parse("api.example.com").unwrap();
         let own = endpoint(json!({"name": "a", "url": "https://eu-west-1.api.example.com/health"}));
-        let pinned = endpoint(json!({"name": "b", "url": "https://api.example.com/health", "connect_to": "10.0.1.25:443"}));
+        let pinned = endpoint(
+            json!({"name": "b", "url": "https://api.example.com/health", "connect_to": "10.0.1.25:443"}),
+        );
         assert_eq!(refuse_self_probe(&record, &[own.clone(), pinned]), Ok(()));
         for url in [
             "https://api.example.com/health?token=abc",

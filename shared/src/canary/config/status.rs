@@ -130,7 +130,10 @@ mod tests {
     fn from_json_takes_numbers_strings_and_lists() {
         let s = StatusSet::from_json(&json!([200, "301-302"])).unwrap();
         assert_eq!(s.to_string(), "200,301-302");
-        assert_eq!(StatusSet::from_json(&json!(204)).unwrap().to_string(), "204");
+        assert_eq!(
+            StatusSet::from_json(&json!(204)).unwrap().to_string(),
+            "204"
+        );
         let err = StatusSet::from_json(&json!({"a": 1})).unwrap_err();
         assert!(err.contains("{\"a\":1}"), "{err}");
         let err = StatusSet::from_json(&json!(["200,201"])).unwrap_err();

@@ -175,7 +175,10 @@ mod tests {
         for (json, location, needle) in cases {
             let err = parse_targets(&json).unwrap_err();
             assert_eq!(err.location, location, "{err}");
-            assert!(err.to_string().contains(needle), "{err} should mention {needle}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should mention {needle}"
+            );
         }
     }
 }

@@ -148,9 +148,9 @@ fn request(
         path_and_query
     };
     // The error of an unparsable target quotes it: say only that.
-    let uri: Uri = target
-        .parse()
-        .map_err(|_: hyper::http::uri::InvalidUri| bad(format!("{} is no request target", e.shown_url())))?;
+    let uri: Uri = target.parse().map_err(|_: hyper::http::uri::InvalidUri| {
+        bad(format!("{} is no request target", e.shown_url()))
+    })?;
     let body = e.body.clone().map(Bytes::from).unwrap_or_default();
     let mut request = Request::builder()
         .method(e.method.clone())
@@ -269,12 +269,18 @@ mod tests {
         assert_eq!(one.uri().to_string(), "/h?token=t1");
         assert_eq!(one.method(), "PUT");
         let h = one.headers();
-        assert_eq!((h["x-plain"].to_str().ok(), h["x-key"].to_str().ok()), (Some("p"), Some("k-1")));
+        assert_eq!(
+            (h["x-plain"].to_str().ok(), h["x-key"].to_str().ok()),
+            (Some("p"), Some("k-1"))
+        );
         assert!(h["x-key"].is_sensitive());
         assert_eq!(h[HOST], "api.example.com:8443");
         assert_eq!(h[CONTENT_TYPE], "application/json");
         let two = request(&e, &[], true).unwrap();
-        assert_eq!(two.uri().to_string(), "https://api.example.com:8443/h?token=t1");
+        assert_eq!(
+            two.uri().to_string(),
+            "https://api.example.com:8443/h?token=t1"
+        );
         assert!(two.headers().get(HOST).is_none() && two.headers().get("x-key").is_none());
     }
 

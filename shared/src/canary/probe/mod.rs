@@ -245,7 +245,8 @@ impl<L: Lookup + 'static> Prober<L> {
                 Err(failure) => Err(failure),
             }
         };
-        let message = |what: String| Failure::new(FailureClass::Dns, format!("resolving {name}: {what}"));
+        let message =
+            |what: String| Failure::new(FailureClass::Dns, format!("resolving {name}: {what}"));
         match timeout(share, lookups).await {
             Ok(Ok(addrs)) => Ok(addrs),
             Ok(Err(failure)) => Err(message(failure.to_string())),

@@ -51,11 +51,14 @@ use crate::canary::config::{Endpoint, Trust};
 /// What a handshake's verifier saw: the chain's expiry (epoch seconds).
 pub type Expiry = Arc<Mutex<Option<i64>>>;
 
+/// What tells two endpoints' trust anchors apart.
+type TrustKey<'a> = (Trust, Option<&'a str>);
+
 /// The trust anchors of each endpoint (`None` for http), one store per
 /// distinct (`trust`, `ca_bundle`), the system's roots read at most once.
 pub fn roots_of(endpoints: &[Endpoint]) -> Result<Vec<Option<Arc<RootCertStore>>>, BuildError> {
     let mut system: Option<Vec<CertificateDer<'static>>> = None;
-    let mut built: Vec<((Trust, Option<&str>), Arc<RootCertStore>)> = Vec::new();
+    let mut built: Vec<(TrustKey, Arc<RootCertStore>)> = Vec::new();
     let mut out = Vec::with_capacity(endpoints.len());
     for (i, e) in endpoints.iter().enumerate() {
         if e.url.scheme() != "https" {
