@@ -140,7 +140,7 @@ fn print_tick(e: &Value) {
         outcomes.len()
     );
     if let Some(days) = e["cert_expiry_days"].as_f64() {
-        println!("  certificate   expires in {days:.1} days (earliest in the chain)");
+        println!("  certificate   expires in {days:.1} days (earliest in the verified chain)");
     }
     if let Some(protocol) = e["protocol"].as_str() {
         println!("  protocol      {protocol} (ALPN), a full TLS handshake every probe");
