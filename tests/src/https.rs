@@ -5,7 +5,8 @@
 //! [`Behaviour`] says (answer, answer late, hang after accept, stream an
 //! endless body, a sequence of statuses); a test changes the behaviour while
 //! it runs and reads back what each request carried (method, path, Host,
-//! SNI, headers, body, HTTP version, whether TLS was resumed). HTTPS servers
+//! SNI, headers, body, HTTP version, whether TLS was resumed), and can
+//! require a header value (a credential a test rotates). HTTPS servers
 //! offer h2 and http/1.1 by ALPN, issue session tickets (so a client that
 //! resumed would skip certificate checks), and can swap their certificate
 //! while they run ([`TestServer::set_cert`]) with the same server context.
@@ -49,6 +50,10 @@ const DAY: Duration = Duration::from_secs(86_400);
 /// A certificate authority made for one test run.
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
+    /// Its own parameters and key (PKCS#8), to have it signed again by
+    /// another CA ([`TestCa::cross_signed_by`]).
+    params: CertificateParams,
+    key: PrivatePkcs8KeyDer<'static>,
     pem: String,
     /// An intermediate CA's certificates up to (not including) the root,
     /// sent with every certificate it issues.
@@ -106,7 +111,9 @@ impl TestCa {
         let cert = params.self_signed(&key)?;
         Ok(TestCa {
             pem: cert.pem(),
-            issuer: Issuer::new(params, key),
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            issuer: Issuer::new(params.clone(), key),
+            params,
             chain: Vec::new(),
         })
     }
@@ -122,9 +129,27 @@ impl TestCa {
         chain.extend(self.chain.iter().cloned());
         Ok(TestCa {
             pem: cert.pem(),
-            issuer: Issuer::new(params, key),
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            issuer: Issuer::new(params.clone(), key),
+            params,
             chain,
         })
+    }
+
+    /// This CA's certificate (same name, same key) signed by `other`,
+    /// valid from `not_before` to `not_after`: a cross-signed copy, as
+    /// "ISRG Root X1 cross-signed by DST Root CA X3" was, which a server
+    /// may send after its chain.
+    pub fn cross_signed_by(
+        &self,
+        other: &TestCa,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<CertificateDer<'static>, BoxError> {
+        let mut params = self.params.clone();
+        set_validity(&mut params, not_before, not_after)?;
+        let key = KeyPair::try_from(self.key.secret_pkcs8_der())?;
+        Ok(params.signed_by(&key, &other.issuer)?.der().clone())
     }
 
     /// The CA certificate as PEM (what `ca_bundle` takes).
@@ -187,6 +212,10 @@ pub enum Behaviour {
     Hang,
     /// Status 200 and a body that never ends.
     Endless,
+    /// 200 `healthy` when the request's header `name` is `value`, else 401
+    /// with a body that echoes what came ("invalid <name>: <value>"), as
+    /// some servers do: a credential check whose key a test rotates.
+    RequireHeader { name: String, value: String },
 }
 
 impl Behaviour {
@@ -214,6 +243,14 @@ impl Behaviour {
         })
     }
 
+    /// See [`Behaviour::RequireHeader`].
+    pub fn require_header(name: &str, value: &str) -> Self {
+        Behaviour::RequireHeader {
+            name: name.to_ascii_lowercase(),
+            value: value.to_owned(),
+        }
+    }
+
     /// A redirect (302) to `location`.
     pub fn redirect(location: &str) -> Self {
         Behaviour::Reply(Reply {
@@ -230,6 +267,8 @@ impl Behaviour {
 pub struct SeenRequest {
     pub method: String,
     pub path: String,
+    /// The query string, when the request target had one.
+    pub query: Option<String>,
     pub host: Option<String>,
     /// The TLS server name the client sent (https only).
     pub sni: Option<String>,
@@ -502,6 +541,7 @@ async fn respond(
         .collect();
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
     let version = format!("{:?}", request.version());
     // h2 carries the host as the :authority, HTTP/1.1 as the Host header.
     let host = headers
@@ -518,6 +558,7 @@ async fn respond(
     let seen = SeenRequest {
         method,
         path,
+        query,
         host,
         sni: tls.as_ref().and_then(|t| t.sni.clone()),
         headers,
@@ -528,13 +569,19 @@ async fn respond(
     let behaviour = {
         let mut s = lock(state);
         let n = s.requests.len();
-        s.requests.push(seen);
-        match &s.behaviour {
+        let sent = |name: &str| seen.headers.get(name).cloned().unwrap_or_default();
+        let behaviour = match &s.behaviour {
             Behaviour::Statuses(list) if !list.is_empty() => {
                 Behaviour::status(list[n % list.len()], "ok")
             }
+            Behaviour::RequireHeader { name, value } if sent(name) == *value => Behaviour::ok(),
+            Behaviour::RequireHeader { name, .. } => {
+                Behaviour::status(401, &format!("invalid {name}: {}", sent(name)))
+            }
             other => other.clone(),
-        }
+        };
+        s.requests.push(seen);
+        behaviour
     };
     match behaviour {
         Behaviour::Reply(reply) => {
@@ -557,7 +604,7 @@ async fn respond(
             Response::new(body.boxed())
         }
         // Reached only when the behaviour changed after the connection was accepted.
-        Behaviour::Hang | Behaviour::Statuses(_) => {
+        Behaviour::Hang | Behaviour::Statuses(_) | Behaviour::RequireHeader { .. } => {
             std::future::pending::<()>().await;
             Response::new(Full::new(Bytes::new()).boxed())
         }

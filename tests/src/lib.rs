@@ -5,6 +5,7 @@
 //! - [`lambda`]: a Lambda Runtime API emulator that runs a built function binary.
 //! - [`aws`]: fixtures in the emulator (VPC, load balancers, target groups, buckets).
 //! - [`https`]: HTTP/HTTPS servers with certificates from a test CA (health-canary).
+//! - [`canary`]: health-canary under test (its setup, report, log lines, metrics).
 //! - [`cfn`]: pre-signed response URLs and CloudFormation events (custom-resources).
 //! - [`example`]: the example stack `examples/private-api` for the emulator's CloudFormation.
 //! - [`demo`], [`bench`]: `make demo` and `make bench`.
@@ -12,6 +13,7 @@
 
 pub mod aws;
 pub mod bench;
+pub mod canary;
 pub mod cfn;
 pub mod demo;
 pub mod dns;

@@ -1,53 +1,78 @@
-//! The canary's cold-start check of endpoint names knows every logical ID
-//! the template builds from them: each `<Prefix>&{Endpoint}` key of
-//! template.yaml's `Fn::ForEach` blocks has its prefix in
-//! `LOGICAL_ID_PREFIXES`, so the length limit it checks is the template's.
+//! Endpoint names follow one rule, `canary::config::names` (a CloudWatch
+//! dimension value, distinct within the function); nothing else constrains
+//! them. The demo's names pass the canary's own cold-start check, and
+//! names that differ only by punctuation, which the template's logical IDs
+//! once could not tell apart, are two endpoints.
 
-use tether_shared::canary::names::{LOGICAL_ID_PREFIXES, MAX_LOGICAL_ID, check_name};
-use tether_tests::moto::{BoxError, workspace_root};
+use serde_json::{Value, json};
+use tether_shared::canary::CanaryConfig;
+use tether_shared::canary::config::names::{MAX_NAME_CHARS, check_name};
+use tether_shared::config::Vars;
+use tether_tests::demo;
 
-/// The prefixes of the keys ending in `&{Endpoint}:` (a `&{...}` key is
-/// only valid inside `Fn::ForEach`).
-fn template_prefixes(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|line| {
-            let key = line.trim_start().trim_start_matches("- ");
-            let (prefix, rest) = key.split_once("&{Endpoint}")?;
-            (rest.starts_with(':')
-                && !prefix.is_empty()
-                && prefix.chars().all(|c| c.is_ascii_alphanumeric()))
-            .then(|| prefix.to_owned())
-        })
-        .collect()
+fn load(targets: &Value) -> Result<CanaryConfig, tether_shared::config::ConfigError> {
+    let text = targets.to_string();
+    CanaryConfig::from_vars(&Vars(|name: &str| {
+        (name == "CANARY_TARGETS").then(|| text.clone())
+    }))
 }
 
 #[test]
-fn every_logical_id_prefix_of_the_template_is_known_to_the_name_check() -> Result<(), BoxError> {
-    let text = std::fs::read_to_string(workspace_root().join("template.yaml"))?;
-    let prefixes = template_prefixes(&text);
+fn the_demos_endpoints_pass_the_canarys_check() {
+    // A real PEM: the demo trusts a private CA through ca_bundle.
+    let ca = tether_tests::https::TestCa::new("names CA").expect("a test CA");
+    let targets =
+        demo::canary::targets("https://orders.internal.example.test:8443/health", ca.pem());
+    let config = load(&targets).unwrap_or_else(|e| panic!("the demo's CANARY_TARGETS: {e}"));
+    let names: Vec<&str> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, [demo::canary::ENDPOINT]);
     assert!(
-        prefixes.iter().any(|p| p == "EndpointHealthCheck"),
-        "no &{{Endpoint}} keys found: {prefixes:?}"
+        demo::canary::ENDPOINT.contains('-'),
+        "the demo shows a name with punctuation"
     );
-    for prefix in &prefixes {
-        assert!(
-            LOGICAL_ID_PREFIXES.contains(&prefix.as_str()),
-            "template.yaml builds {prefix}&{{Endpoint}}; add {prefix:?} to canary::names::LOGICAL_ID_PREFIXES"
-        );
-    }
-    // The longest accepted name makes a valid logical ID with every prefix.
-    let longest = prefixes.iter().map(String::len).max().unwrap_or(0);
-    let name = "a".repeat(MAX_LOGICAL_ID - longest);
-    assert_eq!(check_name(&name), Ok(()));
-    assert!(check_name(&format!("{name}b")).is_err());
-    Ok(())
 }
 
 #[test]
-fn the_prefix_scan_reads_foreach_keys_only() {
-    let text = "Resources:\n  Fn::ForEach::Endpoints:\n    - Endpoint\n    - !Ref CanaryEndpoints\n    - EndpointAlarm&{Endpoint}:\n        Type: X\n      EndpointHealthCheck&{Endpoint}:\n        Name: { Ref: !Sub \"EndpointAlarm&{Endpoint}\" }\n";
-    assert_eq!(
-        template_prefixes(text),
-        ["EndpointAlarm", "EndpointHealthCheck"]
-    );
+fn punctuation_case_and_length_up_to_cloudwatchs_limit_make_distinct_names() {
+    let long = "a".repeat(MAX_NAME_CHARS);
+    let targets = json!([
+        {"name": "orders-api", "url": "http://a.example.test/"},
+        {"name": "orders_api", "url": "http://b.example.test/"},
+        {"name": "Orders API", "url": "http://c.example.test/"},
+        {"name": "eu-west-1/orders", "url": "http://d.example.test/"},
+        {"name": long, "url": "http://e.example.test/"},
+    ]);
+    let config = load(&targets).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.endpoints.len(), 5);
+    for e in &config.endpoints {
+        assert_eq!(check_name(&e.name), Ok(()));
+    }
+}
+
+#[test]
+fn a_bad_or_repeated_name_names_the_field_and_the_value() {
+    let cases = [
+        (
+            json!([{"name": "orders\napi", "url": "http://a/"}]),
+            "CANARY_TARGETS[0].name",
+            "\"orders\\napi\" contains the control character U+000A",
+        ),
+        (
+            json!([{"name": "a".repeat(MAX_NAME_CHARS + 1), "url": "http://a/"}]),
+            "CANARY_TARGETS[0].name",
+            "1025 characters",
+        ),
+        (
+            json!([{"name": "orders-api", "url": "http://a/"}, {"name": "orders-api", "url": "http://b/"}]),
+            "CANARY_TARGETS[1].name",
+            "\"orders-api\" is already the name of CANARY_TARGETS[0]",
+        ),
+    ];
+    for (targets, location, needle) in cases {
+        let err = load(&targets)
+            .err()
+            .unwrap_or_else(|| panic!("{targets} was accepted"));
+        assert_eq!(err.location, location, "{err}");
+        assert!(err.problem.contains(needle), "{err} should say {needle}");
+    }
 }

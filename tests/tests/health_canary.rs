@@ -6,138 +6,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, Statistic};
 use serde_json::{Value, json};
-use tether_tests::dns::{Answer, DnsServer};
+use tether_tests::canary::{
+    API, NAMESPACE, Setup, TIMEOUT, endpoint, https_url, ok_invoke, probe_lines,
+};
+use tether_tests::dns::Answer;
 use tether_tests::https::{Behaviour, TestCa, TestServer, Unanswering, refused_addr};
-use tether_tests::lambda::{FunctionProcess, Invocation, function_binary};
-use tether_tests::moto::{BoxError, Moto};
+use tether_tests::moto::BoxError;
 use tether_tests::world::{ips, scheduled_event};
 
 type R = Result<(), BoxError>;
-
-/// The name every HTTPS endpoint's certificate is for.
-const API: &str = "api.example.test";
-const TIMEOUT: Duration = Duration::from_secs(30);
-const NAMESPACE: &str = "Tether/Canary";
-
-/// moto, the DNS server (API -> 127.0.0.1) and a CloudWatch client.
-struct Setup {
-    moto: Moto,
-    dns: DnsServer,
-    cloudwatch: aws_sdk_cloudwatch::Client,
-}
-
-impl Setup {
-    async fn start() -> Result<Setup, BoxError> {
-        let moto = Moto::start().await?;
-        let dns = DnsServer::start().await?;
-        dns.set(API, Answer::Addrs(ips(&["127.0.0.1"])));
-        let cloudwatch = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
-        Ok(Setup {
-            moto,
-            dns,
-            cloudwatch,
-        })
-    }
-
-    fn env(&self, targets: &Value, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut env = self.moto.env();
-        let dns = self.dns.addr().to_string();
-        let targets = targets.to_string();
-        for (k, v) in [
-            ("CANARY_TARGETS", targets.as_str()),
-            ("DNS_SERVERS", dns.as_str()),
-            ("DNS_TIMEOUT_MS", "500"),
-            ("METRICS_NAMESPACE", NAMESPACE),
-        ]
-        .iter()
-        .chain(extra)
-        {
-            env.retain(|(key, _)| key != k);
-            env.push((k.to_string(), v.to_string()));
-        }
-        env
-    }
-
-    async fn spawn(&self, env: &[(String, String)]) -> Result<FunctionProcess, BoxError> {
-        FunctionProcess::spawn(&function_binary("health-canary"), env).await
-    }
-
-    /// One statistic of a metric of one endpoint over the last 10 minutes,
-    /// summed over periods (each test's data falls in one or two minutes).
-    async fn stat(
-        &self,
-        metric: &str,
-        endpoint: &str,
-        stat: Statistic,
-    ) -> Result<Option<f64>, BoxError> {
-        let now = SystemTime::now();
-        let out = self
-            .cloudwatch
-            .get_metric_statistics()
-            .namespace(NAMESPACE)
-            .metric_name(metric)
-            .dimensions(
-                Dimension::builder()
-                    .name("Endpoint")
-                    .value(endpoint)
-                    .build(),
-            )
-            .start_time((now - Duration::from_secs(600)).into())
-            .end_time((now + Duration::from_secs(60)).into())
-            .period(60)
-            .statistics(stat.clone())
-            .send()
-            .await?;
-        let values: Vec<f64> = out
-            .datapoints()
-            .iter()
-            .filter_map(|d| match stat {
-                Statistic::Average => d.average(),
-                Statistic::Maximum => d.maximum(),
-                Statistic::Minimum => d.minimum(),
-                Statistic::Sum => d.sum(),
-                _ => d.sample_count(),
-            })
-            .collect();
-        Ok(match (values.len(), stat) {
-            (0, _) => None,
-            (1, _) => Some(values[0]),
-            (_, Statistic::Sum | Statistic::SampleCount) => Some(values.iter().sum()),
-            (n, _) => return Err(format!("{metric}/{endpoint}: {n} periods, expected one").into()),
-        })
-    }
-}
-
-fn https_url(port: u16) -> String {
-    format!("https://{API}:{port}/health")
-}
-
-async fn ok_invoke(
-    f: &FunctionProcess,
-    timeout: Duration,
-) -> Result<(Value, Invocation), BoxError> {
-    let inv = f.invoke(scheduled_event(), timeout).await?;
-    let out = inv
-        .result
-        .clone()
-        .map_err(|e| format!("invocation failed: {e}\nlogs:\n{}", f.logs()))?;
-    Ok((out, inv))
-}
-
-fn endpoint<'a>(out: &'a Value, name: &str) -> Result<&'a Value, BoxError> {
-    out["endpoints"]
-        .as_array()
-        .and_then(|all| all.iter().find(|e| e["name"] == name))
-        .ok_or_else(|| format!("no endpoint {name} in {out}").into())
-}
-
-/// The JSON log lines of the probes of one endpoint.
-fn probe_lines(logs: &str, name: &str) -> Vec<Value> {
-    logs.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["fields"]["message"] == "probe" && l["fields"]["endpoint"] == name)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_http_and_https_endpoints_publish_success_latency_and_certificate_expiry() -> R {
@@ -711,7 +588,7 @@ async fn bad_configuration_fails_the_cold_start_without_any_network_call() -> R 
             "CANARY_TARGETS",
             "not set",
         ),
-        // Names CloudWatch or the template's logical IDs would refuse.
+        // Names CloudWatch would refuse, or a name given twice.
         (
             vec![("CANARY_TARGETS", ok(json!({"name": "caf\u{e9}-api"})))],
             "CANARY_TARGETS[0].name",
@@ -725,11 +602,11 @@ async fn bad_configuration_fails_the_cold_start_without_any_network_call() -> R 
         (
             vec![(
                 "CANARY_TARGETS",
-                json!([{"name": "orders-api", "url": url}, {"name": "orders_api", "url": url}])
+                json!([{"name": "orders-api", "url": url}, {"name": "orders-api", "url": url}])
                     .to_string(),
             )],
             "CANARY_TARGETS[1].name",
-            "same letters and digits (ordersapi)",
+            "already the name of CANARY_TARGETS[0]",
         ),
         (
             vec![("CANARY_TARGETS", ok(json!({"body": "{}"})))],

@@ -12,14 +12,14 @@ async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let sdk = aws::sdk_config().await;
     // A bad value (or an unreadable CANARY_TARGETS_S3_URI) fails the cold start.
-    let mut config = CanaryConfig::load(|uri| canary::fetch_targets(&sdk, uri))
+    let config = CanaryConfig::load(|uri| canary::fetch_targets(&sdk, uri))
         .await
         .unwrap_or_else(|e| startup::invalid_configuration(&e));
-    // Secret header values: read once, never logged.
-    if let Err(e) = canary::read_secrets(&mut config, &sdk).await {
-        startup::invalid_configuration(&e);
-    }
-    let canary =
-        AwsCanary::from_sdk(config, &sdk).unwrap_or_else(|e| startup::abort("cannot start", &e));
+    // Secret header values: read now and again later, never logged.
+    let secrets = canary::read_secrets(&config, &sdk)
+        .await
+        .unwrap_or_else(|e| startup::invalid_configuration(&e));
+    let canary = AwsCanary::from_sdk(config, secrets, &sdk)
+        .unwrap_or_else(|e| startup::abort("cannot start", &e));
     run(service_fn(|event: LambdaEvent<Value>| canary.handle(event))).await
 }

@@ -39,9 +39,9 @@ pub fn not_after(der: &[u8]) -> Result<i64, CertError> {
     Ok(not_after)
 }
 
-/// The earliest `notAfter` of `chain` (the leaf and the intermediates the
-/// server sent), and the first error of a certificate that could not be
-/// read (the others still count).
+/// The earliest `notAfter` of `chain` (the leaf and the intermediates of
+/// the path that verified), and the first error of a certificate that
+/// could not be read (the others still count).
 pub fn earliest_not_after<'a>(
     chain: impl IntoIterator<Item = &'a [u8]>,
 ) -> (Option<i64>, Option<CertError>) {

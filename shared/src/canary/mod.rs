@@ -20,7 +20,6 @@
 pub mod cert;
 pub mod config;
 pub mod failover;
-pub mod names;
 pub mod probe;
 pub mod secrets;
 
@@ -40,7 +39,7 @@ use crate::dns::{HickoryDns, Lookup};
 use crate::metrics::{CloudWatch, Datum, Metrics, Unit};
 pub use config::{CanaryConfig, Endpoint, StatusSet};
 pub use probe::{BuildError, Failure, FailureClass, ProbeResult, Prober};
-pub use secrets::{AwsSecrets, SecretStore};
+pub use secrets::{AwsSecrets, SecretStore, Secrets};
 
 /// Time kept for publishing a round's metrics, on top of the margin
 /// the deadline margin keeps for the response.
@@ -210,29 +209,38 @@ pub async fn fetch_targets(sdk: &SdkConfig, uri: config::S3Uri) -> Result<String
 }
 
 /// Reads the secret header values (Secrets Manager, SSM), with clients
-/// built only when some header needs them.
+/// built only when some header needs them (and kept to read them again).
 pub async fn read_secrets(
-    config: &mut CanaryConfig,
+    config: &CanaryConfig,
     sdk: &SdkConfig,
-) -> Result<(), crate::config::ConfigError> {
+) -> Result<Secrets, crate::config::ConfigError> {
     if config.endpoints.iter().all(|e| e.secret_headers.is_empty()) {
-        return Ok(());
+        return Ok(Secrets::none());
     }
-    secrets::resolve(config, &AwsSecrets::new(sdk)).await
+    Secrets::read(config, AwsSecrets::new(sdk)).await
 }
 
 impl AwsCanary {
     /// hickory-resolver for names, CloudWatch for metrics.
-    pub fn from_sdk(config: CanaryConfig, sdk: &SdkConfig) -> Result<Self, lambda_runtime::Error> {
+    pub fn from_sdk(
+        config: CanaryConfig,
+        secrets: Secrets,
+        sdk: &SdkConfig,
+    ) -> Result<Self, lambda_runtime::Error> {
         let dns = HickoryDns::new(&config.dns)?;
         let metrics = CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk));
-        Ok(Canary::new(config, dns, metrics)?)
+        Ok(Canary::new(config, secrets, dns, metrics)?)
     }
 }
 
 impl<M: Metrics, L: Lookup + 'static> Canary<M, L> {
-    pub fn new(config: CanaryConfig, dns: L, metrics: M) -> Result<Self, BuildError> {
-        let prober = Prober::new(&config.endpoints, Arc::new(dns))?;
+    pub fn new(
+        config: CanaryConfig,
+        secrets: Secrets,
+        dns: L,
+        metrics: M,
+    ) -> Result<Self, BuildError> {
+        let prober = Prober::new(&config.endpoints, Arc::new(dns), secrets)?;
         Ok(Self {
             config,
             prober,
@@ -358,60 +366,10 @@ impl<M: Metrics, L: Lookup + 'static> Canary<M, L> {
         report
     }
 
-    /// One probe, with its log lines (the first attempt's failure when it
-    /// was retried; the addresses that did not connect when degraded).
+    /// One probe, with its log lines.
     async fn probe_logged(&self, round: u32, index: usize, e: &Endpoint) -> ProbeResult {
         let result = self.prober.probe(index, e, round).await;
-        let latency_ms = result.latency.as_millis() as u64;
-        if let Some(first) = &result.first_failure {
-            warn!(
-                endpoint = %e.name,
-                url = %e.url,
-                round = round + 1,
-                class = first.class.as_str(),
-                error = %first.message,
-                body = first.snippet.as_deref(),
-                "probe attempt failed, retrying"
-            );
-        }
-        if result.is_degraded() {
-            warn!(
-                endpoint = %e.name,
-                url = %e.url,
-                round = round + 1,
-                unreachable = %result.unreachable.join("; "),
-                "probe degraded: an address did not accept a connection"
-            );
-        }
-        match &result.outcome {
-            Ok(()) => info!(
-                endpoint = %e.name,
-                url = %e.url,
-                round = round + 1,
-                outcome = "ok",
-                status = result.status,
-                latency_ms,
-                attempts = result.attempts,
-                protocol = result.protocol,
-                cert_expiry_days = result.cert_expiry_days,
-                "probe"
-            ),
-            Err(failure) => warn!(
-                endpoint = %e.name,
-                url = %e.url,
-                round = round + 1,
-                outcome = "fail",
-                class = failure.class.as_str(),
-                status = result.status,
-                latency_ms,
-                attempts = result.attempts,
-                protocol = result.protocol,
-                cert_expiry_days = result.cert_expiry_days,
-                error = %failure.message,
-                body = failure.snippet.as_deref(),
-                "probe"
-            ),
-        }
+        probe::log_probe(round, e, &result);
         result
     }
 }
@@ -442,6 +400,7 @@ mod tests {
             attempts: 1,
             first_failure: None,
             unreachable: Vec::new(),
+            address: None,
             protocol: Some("h2"),
         }
     }

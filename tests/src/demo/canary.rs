@@ -17,6 +17,17 @@ use crate::world::{ips, scheduled_event};
 
 const NAME: &str = "orders.internal.example.test";
 const NAMESPACE: &str = "Tether/Demo";
+/// The endpoint's name: its metrics' `Endpoint` dimension.
+pub const ENDPOINT: &str = "orders-api";
+
+/// The demo's `CANARY_TARGETS`: one endpoint at `url`, trusting `ca_pem`
+/// (`tests/tests/canary_names.rs` checks the canary accepts it).
+pub fn targets(url: &str, ca_pem: &str) -> Value {
+    json!([{
+        "name": ENDPOINT, "url": url, "ca_bundle": ca_pem,
+        "body_contains": "healthy", "timeout_ms": 1000,
+    }])
+}
 
 pub async fn run() -> Result<(), BoxError> {
     heading("health-canary: a private endpoint probed every second, then taken down");
@@ -36,10 +47,7 @@ pub async fn run() -> Result<(), BoxError> {
         "canary    3 probes per invocation, 1 s apart, timeout 1 s, expects 2xx and \"healthy\"\n"
     );
 
-    let targets = json!([{
-        "name": "orders-api", "url": url, "ca_bundle": ca.pem(),
-        "body_contains": "healthy", "timeout_ms": 1000,
-    }]);
+    let targets = targets(&url, ca.pem());
     let mut env = moto.env();
     for (k, v) in [
         ("CANARY_TARGETS", targets.to_string()),
@@ -91,7 +99,7 @@ pub async fn run() -> Result<(), BoxError> {
         .dimensions(
             Dimension::builder()
                 .name("Endpoint")
-                .value("orders-api")
+                .value(ENDPOINT)
                 .build(),
         )
         .start_time((now - Duration::from_secs(600)).into())
@@ -102,7 +110,7 @@ pub async fn run() -> Result<(), BoxError> {
         .send()
         .await?;
     println!(
-        "\nCloudWatch {NAMESPACE} Success{{Endpoint=orders-api}}, per minute (what the alarm reads):"
+        "\nCloudWatch {NAMESPACE} Success{{Endpoint={ENDPOINT}}}, per minute (what the alarm reads):"
     );
     for d in stats.datapoints() {
         println!(
@@ -132,7 +140,7 @@ fn print_tick(e: &Value) {
         outcomes.len()
     );
     if let Some(days) = e["cert_expiry_days"].as_f64() {
-        println!("  certificate   expires in {days:.1} days (earliest in the chain)");
+        println!("  certificate   expires in {days:.1} days (earliest in the verified chain)");
     }
     if let Some(protocol) = e["protocol"].as_str() {
         println!("  protocol      {protocol} (ALPN), a full TLS handshake every probe");
