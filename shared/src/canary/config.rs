@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 use crate::config::{ConfigError, DnsSettings, Vars, dns_settings, namespace};
-use crate::fields::{Fields, json_array, shorten, show, split_list};
+use crate::fields::{Fields, json_array, shorten, show};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
 /// The TCP handshake with one address, unless the timeout is shorter.
@@ -221,32 +221,6 @@ impl fmt::Display for StatusSet {
     }
 }
 
-/// `CANARY_ENDPOINTS` (set by the template): the names that alarms and
-/// health checks watch. A name no endpoint has would be an alarm on a metric
-/// that never comes, which reads as down and fails over.
-fn check_alarmed_names<F: Fn(&str) -> Option<String>>(
-    vars: &Vars<F>,
-    endpoints: &[Endpoint],
-) -> Result<(), ConfigError> {
-    let Some(list) = vars.get("CANARY_ENDPOINTS") else {
-        return Ok(());
-    };
-    for name in split_list(&list) {
-        if !endpoints.iter().any(|e| e.name == name) {
-            let known: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
-            return Err(ConfigError::new(
-                "CANARY_ENDPOINTS",
-                format!(
-                    "\"{}\" is not the name of any CANARY_TARGETS endpoint ({}): its alarm would never get data",
-                    shorten(&name),
-                    known.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl CanaryConfig {
     /// Reads the configuration from the process environment.
     /// Reads the configuration; `CANARY_TARGETS_S3_URI` (an object holding
@@ -290,7 +264,6 @@ impl CanaryConfig {
             )
         })?;
         let endpoints = parse_targets(&json)?;
-        check_alarmed_names(vars, &endpoints)?;
         let probes = vars
             .number("PROBES_PER_INVOCATION", 1..=900)?
             .unwrap_or(DEFAULT_PROBES);
@@ -781,32 +754,6 @@ mod tests {
             m.extend(e);
         }
         targets(json!([item]))
-    }
-
-    #[test]
-    fn alarmed_names_must_be_endpoints() {
-        let t = targets(
-            json!([{"name": "orders-api", "url": "https://a.example.com/"},
-                               {"name": "billing", "url": "https://b.example.com/"}]),
-        );
-        assert!(
-            config(&[
-                ("CANARY_TARGETS", &t),
-                ("CANARY_ENDPOINTS", "orders-api,billing")
-            ])
-            .is_ok()
-        );
-        assert!(config(&[("CANARY_TARGETS", &t), ("CANARY_ENDPOINTS", "")]).is_ok());
-        let err = config(&[
-            ("CANARY_TARGETS", &t),
-            ("CANARY_ENDPOINTS", "orders-api, biling"),
-        ])
-        .unwrap_err();
-        assert_eq!(err.location, "CANARY_ENDPOINTS");
-        assert!(
-            err.problem.contains("\"biling\"") && err.problem.contains("orders-api, billing"),
-            "{err}"
-        );
     }
 
     #[test]
