@@ -42,7 +42,7 @@ def conditions(template: dict, params: dict) -> dict:
         if fn == "Fn::Sub":
             text, variables = (args, {}) if isinstance(args, str) else args
             values = {k: value(v) for k, v in variables.items()}
-            return re.sub(r"\$\{([^}!]+)\}", lambda m: values.get(m.group(1)) or value({"Ref": m.group(1)}), text)
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: values[m.group(1)] if m.group(1) in values else value({"Ref": m.group(1)}), text)
         raise AssertionError(f"unexpected {fn} in a condition")
 
     def holds(node) -> bool:
