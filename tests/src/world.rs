@@ -194,7 +194,10 @@ pub fn due_event(due: std::time::SystemTime) -> Value {
 }
 
 /// The start of the minute of length `minute` that holds `t`.
-pub fn minute_start(t: std::time::SystemTime, minute: std::time::Duration) -> std::time::SystemTime {
+pub fn minute_start(
+    t: std::time::SystemTime,
+    minute: std::time::Duration,
+) -> std::time::SystemTime {
     let ms = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

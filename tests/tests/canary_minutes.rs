@@ -41,7 +41,13 @@ impl Setup {
 
     /// One endpoint per server (by its URL), `rounds` rounds `interval_ms`
     /// apart, as the function `function` of the stack.
-    fn env(&self, targets: &Value, rounds: u32, interval_ms: u64, function: &str) -> Vec<(String, String)> {
+    fn env(
+        &self,
+        targets: &Value,
+        rounds: u32,
+        interval_ms: u64,
+        function: &str,
+    ) -> Vec<(String, String)> {
         let mut env = self.moto.env();
         env.extend(
             [
@@ -72,7 +78,11 @@ impl Setup {
 
     /// A region metric's statistic, per period of one test minute
     /// (timestamp -> value), over the last 10 minutes.
-    async fn region(&self, metric: &str, stat: Statistic) -> Result<BTreeMap<SystemTime, f64>, BoxError> {
+    async fn region(
+        &self,
+        metric: &str,
+        stat: Statistic,
+    ) -> Result<BTreeMap<SystemTime, f64>, BoxError> {
         self.series(metric, ("Stack", STACK), stat).await
     }
 
@@ -137,7 +147,9 @@ async fn a_minute_is_published_only_once_its_last_probe_is_in() -> R {
     let watch = async {
         for _ in 0..400 {
             let seen = s.region("RegionUnhealthy", Statistic::SampleCount).await?;
-            let success = s.series("Success", ("Endpoint", "orders"), Statistic::SampleCount).await?;
+            let success = s
+                .series("Success", ("Endpoint", "orders"), Statistic::SampleCount)
+                .await?;
             if !seen.is_empty() || !success.is_empty() {
                 return Ok::<_, BoxError>((server.requests().len(), seen, success));
             }
@@ -147,21 +159,37 @@ async fn a_minute_is_published_only_once_its_last_probe_is_in() -> R {
     };
     let (done, first) = tokio::join!(invocation, watch);
     let (requests, votes, success) = first?;
-    assert_eq!(requests, 3, "data were visible before the last probe was in");
+    assert_eq!(
+        requests, 3,
+        "data were visible before the last probe was in"
+    );
     let covered = due + s.minute;
     assert_eq!(votes, BTreeMap::from([(covered, 1.0)]));
-    assert_eq!(success, BTreeMap::from([(covered, 3.0)]), "all of the minute at once");
+    assert_eq!(
+        success,
+        BTreeMap::from([(covered, 3.0)]),
+        "all of the minute at once"
+    );
     let out = done?
         .result
         .map_err(|e| format!("invocation failed: {e}\n{}", f.logs()))?;
-    assert_eq!(out["minute"].as_str(), Some(tether_shared::canary::rfc3339(covered).as_str()));
-    assert_eq!((&out["rounds"], &out["vote"]), (&json!(3), &json!("healthy")));
+    assert_eq!(
+        out["minute"].as_str(),
+        Some(tether_shared::canary::rfc3339(covered).as_str())
+    );
+    assert_eq!(
+        (&out["rounds"], &out["vote"]),
+        (&json!(3), &json!("healthy"))
+    );
     assert_eq!(
         s.region("RegionUnhealthy", Statistic::Sum).await?,
         BTreeMap::from([(covered, -1.0)])
     );
     let logs = f.logs();
-    let minute_lines = logs.lines().filter(|l| l.contains("canary minute done")).count();
+    let minute_lines = logs
+        .lines()
+        .filter(|l| l.contains("canary minute done"))
+        .count();
     assert_eq!(minute_lines, 1, "{logs}");
     Ok(())
 }
@@ -186,7 +214,11 @@ async fn a_delivery_after_its_minute_began_covers_nothing_and_fails() -> R {
     let message = err["errorMessage"].as_str().unwrap_or("");
     assert!(message.contains("no vote in that minute"), "{message}");
     assert_eq!(server.connections(), 0);
-    assert!(s.region("RegionUnhealthy", Statistic::SampleCount).await?.is_empty());
+    assert!(
+        s.region("RegionUnhealthy", Statistic::SampleCount)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }
 
@@ -203,7 +235,10 @@ async fn the_failback_hold_survives_a_cold_start() -> R {
     let due = s.this_minute();
     let first = s.spawn(&env).await?;
     let down = ok(&first, due_event(due)).await?;
-    assert_eq!((&down["vote"], &down["unhealthy"]), (&json!("unhealthy"), &json!(["orders"])));
+    assert_eq!(
+        (&down["vote"], &down["unhealthy"]),
+        (&json!("unhealthy"), &json!(["orders"]))
+    );
     drop(first);
     server.set(Behaviour::ok());
     let fresh = s.spawn(&env).await?;
@@ -221,11 +256,19 @@ async fn the_failback_hold_survives_a_cold_start() -> R {
             (json!("healthy"), Value::Null)
         ]
     );
-    let sums: Vec<f64> = s.region("RegionUnhealthy", Statistic::Sum).await?.into_values().collect();
+    let sums: Vec<f64> = s
+        .region("RegionUnhealthy", Statistic::Sum)
+        .await?
+        .into_values()
+        .collect();
     assert_eq!(sums, [1.0, 1.0, 1.0, -1.0]);
     // The detail counts each minute's own findings, not the hold.
     let detail: Vec<f64> = s
-        .series("UnhealthyEndpoints", ("FunctionName", "canary-a"), Statistic::Maximum)
+        .series(
+            "UnhealthyEndpoints",
+            ("FunctionName", "canary-a"),
+            Statistic::Maximum,
+        )
         .await?
         .into_values()
         .collect();
@@ -254,7 +297,10 @@ async fn zones_vote_and_one_zone_alone_does_not_decide() -> R {
     // Minute 1: zones a and b (one of two cut off). Minute 2: all three (two of three cut off).
     let (a, b) = tokio::join!(ok(&zones[0], due_event(due)), ok(&zones[1], due_event(due)));
     let (a, b) = (a?, b?);
-    assert_eq!((&a["vote"], &b["vote"]), (&json!("unhealthy"), &json!("healthy")));
+    assert_eq!(
+        (&a["vote"], &b["vote"]),
+        (&json!("unhealthy"), &json!("healthy"))
+    );
     let next = due + s.minute;
     let (a, b, c) = tokio::join!(
         ok(&zones[0], due_event(next)),
@@ -262,9 +308,15 @@ async fn zones_vote_and_one_zone_alone_does_not_decide() -> R {
         ok(&zones[2], due_event(next))
     );
     let votes: Vec<Value> = [a?, b?, c?].iter().map(|o| o["vote"].clone()).collect();
-    assert_eq!(votes, [json!("unhealthy"), json!("healthy"), json!("unhealthy")]);
+    assert_eq!(
+        votes,
+        [json!("unhealthy"), json!("healthy"), json!("unhealthy")]
+    );
     // The region alarm: Sum > 0 is unhealthy.
     let sums = s.region("RegionUnhealthy", Statistic::Sum).await?;
-    assert_eq!(sums, BTreeMap::from([(due + s.minute, 0.0), (next + s.minute, 1.0)]));
+    assert_eq!(
+        sums,
+        BTreeMap::from([(due + s.minute, 0.0), (next + s.minute, 1.0)])
+    );
     Ok(())
 }

@@ -481,9 +481,15 @@ async fn a_minutes_rounds_are_published_together_and_the_average_is_the_success_
     assert_eq!(out["rounds"], 3);
     let flaky = endpoint(&out, "flaky")?;
     assert_eq!(flaky["outcomes"], json!(["ok", "status", "ok"]));
-    assert_eq!((&flaky["successes"], &flaky["retried"]), (&json!(2), &json!(1)));
+    assert_eq!(
+        (&flaky["successes"], &flaky["retried"]),
+        (&json!(2), &json!(1))
+    );
     // 2 of 3 with SUCCESS_THRESHOLD 0.5: healthy.
-    assert_eq!((&flaky["healthy"], &out["vote"]), (&json!(true), &json!("healthy")));
+    assert_eq!(
+        (&flaky["healthy"], &out["vote"]),
+        (&json!(true), &json!("healthy"))
+    );
     assert_eq!(server.requests().len(), 4);
     let retry_lines = f
         .logs()
@@ -527,11 +533,18 @@ async fn a_timeout_too_short_for_a_whole_minute_fails_visibly_without_probing() 
         .await?;
     // The minute's rounds take 15.5 s; the function may run 9 s.
     let inv = f.invoke(scheduled_event(), Duration::from_secs(12)).await?;
-    let err = inv.result.err().ok_or("a run without room for its minute should fail")?;
+    let err = inv
+        .result
+        .err()
+        .ok_or("a run without room for its minute should fail")?;
     assert_eq!(err["errorType"], "CanaryFailed");
     let message = err["errorMessage"].as_str().unwrap_or("");
     assert!(message.contains("raise the function timeout"), "{message}");
-    assert!(inv.duration < Duration::from_secs(2), "answered after {:?}", inv.duration);
+    assert!(
+        inv.duration < Duration::from_secs(2),
+        "answered after {:?}",
+        inv.duration
+    );
     assert_eq!(healthy.connections(), 0, "no partial minute was probed");
     Ok(())
 }

@@ -89,7 +89,11 @@ async fn every_binary_accepts_the_template_environment_and_feeds_its_alarms() ->
                     })
                     .collect();
                 // One round in a 5 s minute instead of the template's six in 60 s.
-                let replaced = ["CANARY_TARGETS", "PROBES_PER_INVOCATION", "CANARY_MINUTE_MS"];
+                let replaced = [
+                    "CANARY_TARGETS",
+                    "PROBES_PER_INVOCATION",
+                    "CANARY_MINUTE_MS",
+                ];
                 env.into_iter()
                     .filter(|(k, _)| !replaced.contains(&k.as_str()))
                     .chain([

@@ -61,7 +61,9 @@ pub enum Vote {
     Healthy,
     /// `held`: every endpoint is healthy this minute, but one was not in the
     /// last `failback_minutes - 1` minutes.
-    Unhealthy { held: bool },
+    Unhealthy {
+        held: bool,
+    },
 }
 
 impl Vote {
@@ -93,9 +95,9 @@ pub fn vote(
         return Vote::Unhealthy { held: false };
     }
     let window = minute_len * (rule.failback_minutes - 1);
-    let held = earlier_unhealthy.iter().any(|u| {
-        *u < minute && minute.duration_since(*u).is_ok_and(|ago| ago <= window)
-    });
+    let held = earlier_unhealthy
+        .iter()
+        .any(|u| *u < minute && minute.duration_since(*u).is_ok_and(|ago| ago <= window));
     if held {
         Vote::Unhealthy { held: true }
     } else {
@@ -149,7 +151,10 @@ mod tests {
         assert_eq!(vote(&rule, minute(11), MINUTE, false, &[]), Vote::Healthy);
         // No hold with 1.
         let no_hold = Rule::new(6, 0.5, 1);
-        assert_eq!(vote(&no_hold, minute(11), MINUTE, false, &bad), Vote::Healthy);
+        assert_eq!(
+            vote(&no_hold, minute(11), MINUTE, false, &bad),
+            Vote::Healthy
+        );
         assert_eq!(Vote::Healthy.value(), -1.0);
         assert_eq!(Vote::Unhealthy { held: true }.value(), 1.0);
     }

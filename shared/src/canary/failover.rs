@@ -370,6 +370,20 @@ pub fn false_failovers_per_month(chain: &Chain, p: f64) -> f64 {
     q * (1.0 - q).powi(chain.rule.failback_minutes as i32) * MINUTES_PER_MONTH
 }
 
+/// Lambda's price for arm64, per GB-second (us-east-1 list price), and
+/// the canary's memory (the template's 128 MB).
+pub const LAMBDA_USD_PER_GB_SECOND: f64 = 0.000_013_333_4;
+pub const CANARY_MEMORY_GB: f64 = 0.125;
+/// How long a minute's work takes once it begins: its rounds (the last one
+/// starts 50 s in) and a probe and publishing (assumed 1 s).
+pub const MINUTE_WORK_S: f64 = 51.0;
+
+/// One canary function's Lambda duration charge a month (requests are
+/// 0.01 USD more) when each invocation first waits `wait_s` for its minute.
+pub fn lambda_usd_per_month(wait_s: f64) -> f64 {
+    (wait_s + MINUTE_WORK_S) * CANARY_MEMORY_GB * LAMBDA_USD_PER_GB_SECOND * MINUTES_PER_MONTH
+}
+
 /// The extremes of a timing over arrivals (within the Scheduler's window
 /// and the grace after it) and event offsets, on a 0.5 s grid, and whether
 /// every combination gave one.
@@ -419,9 +433,16 @@ pub fn readme_figures() -> Vec<String> {
         seconds(silence_seconds(&chain, Reading::LatestN)),
         seconds(silence_seconds(&chain, Reading::MOfN)),
         format!("{q1:.3e}"),
-        format!("{:.4} false failovers a month", false_failovers_per_month(&chain, 0.01)),
+        format!(
+            "{:.4} false failovers a month",
+            false_failovers_per_month(&chain, 0.01)
+        ),
         format!("{q2:.3e}"),
         format!("{:.3} a month", false_failovers_per_month(&chain, 0.02)),
+        // Arrivals spread over the Scheduler's minute wait 30 s on average;
+        // arrivals at its start wait the whole minute.
+        format!("{:.2} USD", lambda_usd_per_month(30.0)),
+        format!("{:.2} USD", lambda_usd_per_month(60.0)),
     ]
 }
 
@@ -461,7 +482,10 @@ mod tests {
         // the latest N.
         let gap = [O, X, MISSING];
         assert_eq!(a.health(Reading::MOfN, &gap, 2), Health::Unhealthy);
-        assert_eq!(a.health(Reading::LatestN, &gap, 2), Health::InsufficientData);
+        assert_eq!(
+            a.health(Reading::LatestN, &gap, 2),
+            Health::InsufficientData
+        );
         // N + 2 = 3 periods without data: insufficient data for both.
         let silent = [O, MISSING, MISSING, MISSING];
         for reading in READINGS {
@@ -473,8 +497,14 @@ mod tests {
             ..a
         };
         assert_eq!(two.health(Reading::MOfN, &[X, O, X], 2), Health::Healthy);
-        assert_eq!(two.health(Reading::MOfN, &[X, X, MISSING], 2), Health::Unhealthy);
-        assert_eq!(two.health(Reading::LatestN, &[O, X, X], 2), Health::Unhealthy);
+        assert_eq!(
+            two.health(Reading::MOfN, &[X, X, MISSING], 2),
+            Health::Unhealthy
+        );
+        assert_eq!(
+            two.health(Reading::LatestN, &[O, X, X], 2),
+            Health::Unhealthy
+        );
     }
 
     #[test]
@@ -492,9 +522,11 @@ mod tests {
     fn every_timing_figure_holds_for_every_arrival_and_offset_under_both_readings() {
         let chain = Chain::template();
         for reading in READINGS {
-            let (low, high, all) =
-                extremes(&chain, &|c, a, o| failover_seconds(c, reading, a, o));
-            assert!(all && high <= FAILOVER_BUDGET_S, "{reading:?}: {low} {high}");
+            let (low, high, all) = extremes(&chain, &|c, a, o| failover_seconds(c, reading, a, o));
+            assert!(
+                all && high <= FAILOVER_BUDGET_S,
+                "{reading:?}: {low} {high}"
+            );
             let (back_low, _, all) = extremes(&chain, &|c, a, o| {
                 failback_seconds(c, reading, a, o, History::Known)
             });

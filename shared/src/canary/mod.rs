@@ -147,7 +147,13 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 impl<P: Probe, M: Metrics, H: History> Canary<P, M, H> {
-    pub fn new(config: CanaryConfig, settings: Settings, prober: P, metrics: M, history: H) -> Self {
+    pub fn new(
+        config: CanaryConfig,
+        settings: Settings,
+        prober: P,
+        metrics: M,
+        history: H,
+    ) -> Self {
         Self {
             config,
             settings,
@@ -220,6 +226,10 @@ impl<P: Probe, M: Metrics, H: History> Canary<P, M, H> {
             }
         };
         report.minute = Some(rfc3339(plan.minute));
+        report.waited_ms = plan.rounds[0]
+            .duration_since(now)
+            .unwrap_or_default()
+            .as_millis() as u64;
         if instant(plan.publish_by) > deadline {
             let note = format!(
                 "the Lambda deadline comes before minute {} can be covered and published (by {}): raise the function timeout (an invocation waits up to a minute for its minute, then probes it)",
@@ -256,6 +266,7 @@ impl<P: Probe, M: Metrics, H: History> Canary<P, M, H> {
             .await;
         info!(
             minute = report.minute.as_deref(),
+            waited_ms = report.waited_ms,
             vote = report.vote,
             held = report.held,
             rounds = report.rounds,
@@ -320,7 +331,12 @@ impl<P: Probe, M: Metrics, H: History> Canary<P, M, H> {
             &self.settings.identity,
         );
         let minute = rfc3339(plan.minute);
-        match timeout_at(deadline, self.metrics.publish(&self.config.namespace, &data)).await {
+        match timeout_at(
+            deadline,
+            self.metrics.publish(&self.config.namespace, &data),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 error!(minute, error = %e, "metrics not published");

@@ -223,11 +223,7 @@ mod tests {
     fn seen(data: &[Datum]) -> Vec<Seen<'_>> {
         data.iter()
             .map(|d| {
-                let dims = d
-                    .dimensions
-                    .iter()
-                    .map(|(k, v)| (*k, v.as_str()))
-                    .collect();
+                let dims = d.dimensions.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 (d.name, dims, d.values.clone())
             })
             .collect()
@@ -240,7 +236,10 @@ mod tests {
             endpoint(
                 "a",
                 // A failed probe is never degraded, whatever it could not reach.
-                vec![result(true, Some(30.5), false), result(false, Some(30.4), true)],
+                vec![
+                    result(true, Some(30.5), false),
+                    result(false, Some(30.4), true),
+                ],
                 true,
             ),
             endpoint("b", vec![result(false, None, false); 2], false),
@@ -250,19 +249,40 @@ mod tests {
             stack: Some("tether".into()),
             function: Some("tether-canary-1".into()),
         };
-        let data = minute_data(minute, &endpoints, Vote::Unhealthy { held: false }, &identity);
+        let data = minute_data(
+            minute,
+            &endpoints,
+            Vote::Unhealthy { held: false },
+            &identity,
+        );
         assert!(data.iter().all(|d| d.timestamp == Some(minute)), "{data:?}");
         let stack = vec![("Stack", "tether")];
         assert_eq!(
             seen(&data),
             [
-                ("Success", vec![("Endpoint", "a")], vec![(1.0, 1.0), (0.0, 1.0)]),
+                (
+                    "Success",
+                    vec![("Endpoint", "a")],
+                    vec![(1.0, 1.0), (0.0, 1.0)]
+                ),
                 ("Latency", vec![("Endpoint", "a")], vec![(12.3, 1.0)]),
-                ("CertificateExpiryDays", vec![("Endpoint", "a")], vec![(30.4, 1.0)]),
+                (
+                    "CertificateExpiryDays",
+                    vec![("Endpoint", "a")],
+                    vec![(30.4, 1.0)]
+                ),
                 ("Success", vec![("Endpoint", "b")], vec![(0.0, 2.0)]),
                 ("Success", vec![("Endpoint", "c")], vec![(1.0, 2.0)]),
-                ("Latency", vec![("Endpoint", "c")], vec![(12.3, 1.0), (12.3, 1.0)]),
-                ("CertificateExpiryDays", vec![("Endpoint", "c")], vec![(2.0, 1.0)]),
+                (
+                    "Latency",
+                    vec![("Endpoint", "c")],
+                    vec![(12.3, 1.0), (12.3, 1.0)]
+                ),
+                (
+                    "CertificateExpiryDays",
+                    vec![("Endpoint", "c")],
+                    vec![(2.0, 1.0)]
+                ),
                 ("RegionUnhealthy", stack.clone(), vec![(1.0, 1.0)]),
                 ("DegradedEndpoints", stack.clone(), vec![(1.0, 1.0)]),
                 ("SoonestCertificateExpiryDays", stack, vec![(2.0, 1.0)]),
@@ -275,7 +295,12 @@ mod tests {
         );
         // Without a stack or a function name: undimensioned region metrics
         // and no per-function detail.
-        let plain = minute_data(minute, &endpoints[1..2], Vote::Healthy, &Identity::default());
+        let plain = minute_data(
+            minute,
+            &endpoints[1..2],
+            Vote::Healthy,
+            &Identity::default(),
+        );
         assert_eq!(
             seen(&plain),
             [

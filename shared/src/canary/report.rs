@@ -92,6 +92,9 @@ pub struct CanaryReport {
     pub scheduled: Option<String>,
     pub rounds_planned: u32,
     pub rounds: u32,
+    /// From the invocation's arrival to its first round: the wait for its
+    /// minute (billed, idle).
+    pub waited_ms: u64,
     /// `healthy` or `unhealthy`: the vote published for the region.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vote: Option<&'static str>,

@@ -54,7 +54,9 @@ impl Settings {
             Some(ms) if 60_000 % ms != 0 || ms % 1000 != 0 => {
                 return Err(ConfigError::new(
                     "CANARY_MINUTE_MS",
-                    format!("{ms} is not a whole number of seconds that divides 60000 (it exists for tests; leave it unset)"),
+                    format!(
+                        "{ms} is not a whole number of seconds that divides 60000 (it exists for tests; leave it unset)"
+                    ),
                 ));
             }
             Some(ms) => Duration::from_millis(ms),
@@ -157,11 +159,31 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable() {
         for (vars, location, needle) in [
-            (vec![("SUCCESS_THRESHOLD", "0")], "SUCCESS_THRESHOLD", "\"0\""),
-            (vec![("SUCCESS_THRESHOLD", "half")], "SUCCESS_THRESHOLD", "half"),
-            (vec![("FAILBACK_MINUTES", "0")], "FAILBACK_MINUTES", "1 to 10"),
-            (vec![("CANARY_MINUTE_MS", "7000")], "CANARY_MINUTE_MS", "divides 60000"),
-            (vec![("CANARY_MINUTE_MS", "1500")], "CANARY_MINUTE_MS", "whole number of seconds"),
+            (
+                vec![("SUCCESS_THRESHOLD", "0")],
+                "SUCCESS_THRESHOLD",
+                "\"0\"",
+            ),
+            (
+                vec![("SUCCESS_THRESHOLD", "half")],
+                "SUCCESS_THRESHOLD",
+                "half",
+            ),
+            (
+                vec![("FAILBACK_MINUTES", "0")],
+                "FAILBACK_MINUTES",
+                "1 to 10",
+            ),
+            (
+                vec![("CANARY_MINUTE_MS", "7000")],
+                "CANARY_MINUTE_MS",
+                "divides 60000",
+            ),
+            (
+                vec![("CANARY_MINUTE_MS", "1500")],
+                "CANARY_MINUTE_MS",
+                "whole number of seconds",
+            ),
             (
                 vec![
                     ("PROBES_PER_INVOCATION", "6"),

@@ -170,11 +170,12 @@ async fn a_minute_is_published_once_after_its_last_round_with_every_datum_at_its
     // it began, at their places.
     let c = canary(all_ok(), Duration::from_secs(70), Some(Vec::new()));
     let origin = Instant::now();
-    let report = c
-        .run(minute(0) + 30 * SECOND, Some(minute(0)), far())
-        .await;
+    let report = c.run(minute(0) + 30 * SECOND, Some(minute(0)), far()).await;
     assert_eq!(report.minute.as_deref(), Some(rfc3339(minute(1)).as_str()));
-    assert_eq!(round_starts(&c, origin), [30.0, 40.0, 50.0, 60.0, 70.0, 80.0]);
+    assert_eq!(
+        round_starts(&c, origin),
+        [30.0, 40.0, 50.0, 60.0, 70.0, 80.0]
+    );
     let rounds: Vec<u32> = c.prober.calls.lock().unwrap().iter().map(|c| c.2).collect();
     assert_eq!(rounds, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
     let published = c.metrics.published.lock().unwrap();
@@ -185,12 +186,22 @@ async fn a_minute_is_published_once_after_its_last_round_with_every_datum_at_its
         82.5,
         "published once the last round's probes (2.5 s) were in"
     );
-    assert!(data.iter().all(|d| d.timestamp == Some(minute(1))), "{data:?}");
-    let region: Vec<&Datum> = data.iter().filter(|d| d.name == "RegionUnhealthy").collect();
+    assert!(
+        data.iter().all(|d| d.timestamp == Some(minute(1))),
+        "{data:?}"
+    );
+    let region: Vec<&Datum> = data
+        .iter()
+        .filter(|d| d.name == "RegionUnhealthy")
+        .collect();
     assert_eq!(region.len(), 1);
     assert_eq!(region[0].values, [(-1.0, 1.0)]);
     assert_eq!(region[0].dimensions, [("Stack", "tether".to_owned())]);
     assert_eq!((report.rounds, report.vote), (6, Some("healthy")));
+    assert_eq!(
+        report.waited_ms, 30_000,
+        "from arrival to the minute's start"
+    );
     assert!(report.failures().is_empty(), "{report:?}");
 }
 
@@ -199,7 +210,11 @@ async fn an_invocation_late_in_its_minute_waits_and_covers_the_next_one_whole() 
     let c = canary(all_ok(), Duration::ZERO, Some(Vec::new()));
     let origin = Instant::now();
     let report = c
-        .run(minute(4) + Duration::from_millis(59_900), Some(minute(4)), far())
+        .run(
+            minute(4) + Duration::from_millis(59_900),
+            Some(minute(4)),
+            far(),
+        )
         .await;
     assert_eq!(report.minute.as_deref(), Some(rfc3339(minute(5)).as_str()));
     let starts = round_starts(&c, origin);
@@ -226,7 +241,9 @@ async fn a_delivery_too_late_for_its_minute_covers_nothing_and_fails() {
 async fn a_deadline_before_the_minute_ends_asks_for_a_longer_timeout() {
     let c = canary(all_ok(), Duration::ZERO, Some(Vec::new()));
     let deadline = Instant::now() + 100 * SECOND;
-    let report = c.run(minute(0) + 10 * SECOND, Some(minute(0)), deadline).await;
+    let report = c
+        .run(minute(0) + 10 * SECOND, Some(minute(0)), deadline)
+        .await;
     assert_eq!(report.rounds, 0);
     assert!(report.failures()[0].contains("raise the function timeout"));
 }
@@ -245,7 +262,11 @@ async fn the_hold_comes_from_the_minutes_read_back_so_it_survives_a_cold_start()
         "the two minutes before minute 3"
     );
     let data = c.metrics.published.lock().unwrap()[0].1.clone();
-    let value = |name: &str| data.iter().find(|d| d.name == name).map(|d| d.values.clone());
+    let value = |name: &str| {
+        data.iter()
+            .find(|d| d.name == name)
+            .map(|d| d.values.clone())
+    };
     assert_eq!(value("RegionUnhealthy"), Some(vec![(1.0, 1.0)]));
     // The detail counts this minute only: nothing was unhealthy in it.
     assert_eq!(value("UnhealthyEndpoints"), Some(vec![(0.0, 1.0)]));
@@ -257,7 +278,12 @@ async fn without_the_history_the_hold_falls_back_to_this_environments_memory() {
     let first = c.run(minute(0) + SECOND, Some(minute(0)), far()).await;
     assert_eq!(first.unhealthy, ["orders"]);
     assert_eq!((first.vote, first.held), (Some("unhealthy"), false));
-    assert!(first.history_error.as_deref().is_some_and(|e| e.contains("Throttling")));
+    assert!(
+        first
+            .history_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Throttling"))
+    );
     *c.prober.ok.lock().unwrap() = all_ok();
     let votes: Vec<(Option<&str>, bool)> = {
         let mut votes = Vec::new();
@@ -284,7 +310,11 @@ fn the_due_time_comes_from_the_schedules_input() {
     use serde_json::json;
     let due = scheduled_time(&json!({"scheduled_time": "2026-11-24T12:00:00Z"})).unwrap();
     assert_eq!(due.map(rfc3339).as_deref(), Some("2026-11-24T12:00:00Z"));
-    assert_eq!(scheduled_time(&json!({"detail-type": "Scheduled Event"})), Ok(None));
-    let err = scheduled_time(&json!({"scheduled_time": "<aws.scheduler.scheduled-time>"})).unwrap_err();
+    assert_eq!(
+        scheduled_time(&json!({"detail-type": "Scheduled Event"})),
+        Ok(None)
+    );
+    let err =
+        scheduled_time(&json!({"scheduled_time": "<aws.scheduler.scheduled-time>"})).unwrap_err();
     assert!(err.contains("not an RFC 3339 time"), "{err}");
 }
