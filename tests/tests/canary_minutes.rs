@@ -151,7 +151,14 @@ async fn a_minute_is_published_only_once_its_last_probe_is_in() -> R {
                 .series("Success", ("Endpoint", "orders"), Statistic::SampleCount)
                 .await?;
             if !seen.is_empty() || !success.is_empty() {
-                return Ok::<_, BoxError>((server.requests().len(), seen, success));
+                let requests = server.requests().len();
+                // One PutMetricData call carries the minute: read it whole
+                // (the first look may have fallen between its two queries).
+                let seen = s.region("RegionUnhealthy", Statistic::SampleCount).await?;
+                let success = s
+                    .series("Success", ("Endpoint", "orders"), Statistic::SampleCount)
+                    .await?;
+                return Ok::<_, BoxError>((requests, seen, success));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
