@@ -39,7 +39,11 @@ fn every_logical_id_prefix_of_the_template_is_known_to_the_name_check() -> Resul
     }
     // The longest accepted name makes a valid logical ID with every prefix
     // the check knows.
-    let longest = LOGICAL_ID_PREFIXES.iter().map(|p| p.len()).max().unwrap_or(0);
+    let longest = LOGICAL_ID_PREFIXES
+        .iter()
+        .map(|p| p.len())
+        .max()
+        .unwrap_or(0);
     let name = "a".repeat(MAX_LOGICAL_ID - longest);
     assert_eq!(check_name(&name), Ok(()));
     assert!(check_name(&format!("{name}b")).is_err());
