@@ -11,8 +11,6 @@ LINT_VENV := .venv-lint
 CHECKOV_VENV := .venv-checkov
 # The AWS tools run offline: no telemetry, no update checks, a region for SAM.
 export SAM_CLI_TELEMETRY := 0
-# The template's Fn::ForEach is expanded locally only when this is set.
-export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 export AWS_REGION ?= us-east-1
 # One target dir shared by every checkout on this machine: a fresh clone
 # (as in CI) reuses what an earlier build compiled.
@@ -75,13 +73,6 @@ lint-rust: ## rustfmt and clippy, warnings are errors.
 	cargo clippy --workspace --all-targets -- -D warnings
 
 lint-template: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, and the policy and quota tests of the rendered templates (template.yaml, examples/*/template.yaml).
-	@# SAM CLI before 1.160 crashes on Fn::ForEach ('list' object has no attribute 'get').
-	@version=$$($(LINT_VENV)/bin/sam --version | sed -n 's/.*version \([0-9][0-9.]*\).*/\1/p'); \
-	if [ -z "$$version" ] || ! printf '%s\n' 1.160.0 "$$version" | sort --version-sort --check=quiet; then \
-		echo "SAM CLI $${version:-(unknown version)} is too old: tether needs SAM CLI 1.160 or later (Fn::ForEach)." >&2; \
-		echo "Reinstall the pinned tools: rm -rf $(LINT_VENV) && make lint-template" >&2; \
-		exit 1; \
-	fi
 	$(LINT_VENV)/bin/cfn-lint template.yaml $(EXAMPLE_TEMPLATES)
 	$(LINT_VENV)/bin/sam validate --lint --template-file template.yaml
 	for t in $(EXAMPLE_TEMPLATES); do $(LINT_VENV)/bin/sam validate --lint --template-file $$t; done

@@ -17,6 +17,9 @@ use crate::world::{ips, scheduled_event};
 pub const API: &str = "api.example.test";
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 pub const NAMESPACE: &str = "Tether/Canary";
+/// The canary's minute here (`CANARY_MINUTE_MS`): an invocation covers one
+/// whole minute and waits at most that long for it.
+pub const MINUTE: Duration = Duration::from_secs(10);
 
 /// moto, the DNS server (API -> 127.0.0.1) and a CloudWatch client.
 pub struct Setup {
@@ -47,6 +50,7 @@ impl Setup {
             ("DNS_SERVERS", dns.as_str()),
             ("DNS_TIMEOUT_MS", "500"),
             ("METRICS_NAMESPACE", NAMESPACE),
+            ("CANARY_MINUTE_MS", "10000"),
         ]
         .iter()
         .chain(extra)

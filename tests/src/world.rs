@@ -186,3 +186,21 @@ pub fn scheduled_event() -> Value {
         "detail": {}
     })
 }
+
+/// The event the canary's schedule delivers: its input, with the time the
+/// schedule was due (`<aws.scheduler.scheduled-time>`).
+pub fn due_event(due: std::time::SystemTime) -> Value {
+    json!({ "scheduled_time": tether_shared::canary::rfc3339(due) })
+}
+
+/// The start of the minute of length `minute` that holds `t`.
+pub fn minute_start(
+    t: std::time::SystemTime,
+    minute: std::time::Duration,
+) -> std::time::SystemTime {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let len = minute.as_millis() as u64;
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms - ms % len)
+}

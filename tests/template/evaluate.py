@@ -39,6 +39,10 @@ def conditions(template: dict, params: dict) -> dict:
             return value(args[1]).split(args[0])
         if fn == "Fn::Select":
             return value(args[1])[int(args[0])]
+        if fn == "Fn::Sub":
+            text, variables = (args, {}) if isinstance(args, str) else args
+            values = {k: value(v) for k, v in variables.items()}
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: values[m.group(1)] if m.group(1) in values else value({"Ref": m.group(1)}), text)
         raise AssertionError(f"unexpected {fn} in a condition")
 
     def holds(node) -> bool:
@@ -60,8 +64,7 @@ def conditions(template: dict, params: dict) -> dict:
             memo[name] = holds(template["Conditions"][name])
         return memo[name]
 
-    # An unexpanded template's Fn::ForEach loops are not conditions.
-    return {name: condition(name) for name in template["Conditions"] if not name.startswith("Fn::ForEach::")}
+    return {name: condition(name) for name in template["Conditions"]}
 
 
 def created(template: dict, params: dict) -> set:

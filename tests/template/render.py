@@ -1,10 +1,7 @@
 """Renders template.yaml the way CloudFormation deploys it, without an AWS
-account: AWS::LanguageExtensions' Fn::ForEach expanded here (the documented
-substitution rules), then the SAM transform (aws-sam-translator)."""
+account: the SAM transform (aws-sam-translator), the template's only one."""
 
-import copy
 import os
-import re
 from pathlib import Path
 
 from samcli.yamlhelper import yaml_parse
@@ -16,13 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PARAMETERS = {
     "EnableTargetSync": "true",
     "TagPrefix": "tether:",
-    "CanaryTargets": '[{"name":"orders","url":"https://api.example.com/health"},'
+    "CanaryTargets": '[{"name":"orders","url":"https://orders.us-east-1.example.com/health"},'
     '{"name":"billing","url":"https://billing.example.com/health"}]',
-    "CanaryEndpoints": "orders,billing",
     "CanaryHeaderSecretArns": "arn:aws:secretsmanager:us-east-1:123456789012:secret:tether/canary-api-key-AbCdEf",
     "CanaryHeaderParameterArns": "arn:aws:ssm:us-east-1:123456789012:parameter/tether/canary/token",
     "CanaryHeaderKmsKeyArns": "arn:aws:kms:us-east-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
-    "SubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "SubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1,subnet-0123456789abcdef2",
     "SecurityGroupIds": "sg-0123456789abcdef0",
     "HostedZoneId": "Z0123456789ABCDEFGHIJ",
     "RecordName": "api.example.com",
@@ -42,59 +38,11 @@ def load() -> dict:
     return yaml_parse((ROOT / "template.yaml").read_text())
 
 
-def _substitute(node, name: str, value: str):
-    """One Fn::ForEach iteration: ${name} and &{name} in keys and Fn::Sub
-    strings, and Ref to the identifier."""
-    alnum = re.sub(r"[^0-9A-Za-z]", "", value)
-
-    def text(s: str) -> str:
-        return s.replace("${" + name + "}", value).replace("&{" + name + "}", alnum)
-
-    if isinstance(node, list):
-        return [_substitute(v, name, value) for v in node]
-    if not isinstance(node, dict):
-        return node
-    if node.keys() == {"Ref"} and node["Ref"] == name:
-        return value
-    out = {}
-    for k, v in node.items():
-        if k == "Fn::Sub":
-            v = text(v) if isinstance(v, str) else [text(v[0]), *[_substitute(x, name, value) for x in v[1:]]]
-            out[k] = v
-        else:
-            out[text(k)] = _substitute(v, name, value)
-    if out.keys() == {"Ref"} and isinstance(out["Ref"], dict) and "Fn::Sub" in out["Ref"]:
-        inner = out["Ref"]["Fn::Sub"]
-        if isinstance(inner, str) and "${" not in inner:
-            return {"Ref": inner}
-    return out
-
-
-def expand_foreach(section: dict, params: dict, declared: dict) -> dict:
-    out = {}
-    for key, value in section.items():
-        if not key.startswith("Fn::ForEach::"):
-            out[key] = value
-            continue
-        name, collection, fragment = value
-        if isinstance(collection, dict) and "Ref" in collection:
-            raw = params.get(collection["Ref"], declared[collection["Ref"]].get("Default", ""))
-            collection = raw.split(",")
-        for item in collection:
-            for k, v in _substitute(copy.deepcopy(fragment), name, item).items():
-                assert k not in out, f"duplicate logical id {k}"
-                out[k] = v
-    return out
-
-
 def render(parameters: dict | None = None) -> dict:
     """The transformed template, as CloudFormation would deploy it."""
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     params = {**PARAMETERS, **(parameters or {})}
     template = load()
-    for section in ("Conditions", "Resources", "Outputs"):
-        template[section] = expand_foreach(template.get(section, {}), params, template["Parameters"])
-    template["Transform"] = "AWS::Serverless-2016-10-31"
     # As after `sam package`: the code is in S3.
     template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/tether.zip"
     return transform(template, params, _NoManagedPolicies())
@@ -113,6 +61,8 @@ ATTRIBUTES = {
     ("StateBucket", "Ref"): "tether-statebucket-0123456789ab",
     ("TargetSyncFunction", "Ref"): "tether-TargetSyncFunction-0123456789ab",
     ("HealthCanaryFunction", "Ref"): "tether-HealthCanaryFunction-0123456789ab",
+    ("HealthCanaryFunction1", "Ref"): "tether-HealthCanaryFunction1-0123456789ab",
+    ("HealthCanaryFunction2", "Ref"): "tether-HealthCanaryFunction2-0123456789ab",
 }
 
 
@@ -127,6 +77,8 @@ def alarms(rendered: dict, params: dict, attributes: dict) -> list:
         if res["Type"] != "AWS::CloudWatch::Alarm" or ("Condition" in res and not held[res["Condition"]]):
             continue
         props = res["Properties"]
+        if "Namespace" not in props:  # metric math, over AWS/Lambda
+            continue
         namespace = value_of(props["Namespace"], params, rendered, held, attributes)
         if namespace.startswith("AWS/"):
             continue

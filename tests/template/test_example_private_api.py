@@ -291,7 +291,7 @@ DEPLOYED = {
 
 def test_the_tether_overrides_name_tether_parameters_and_parse_as_sam_does():
     tether = load_tether()["Parameters"]
-    for params, keys in ((MINIMAL, {"TagPrefix"}), (FULL, {"TagPrefix", "SubnetIds", "SecurityGroupIds", "CanaryEndpoints",
+    for params, keys in ((MINIMAL, {"TagPrefix"}), (FULL, {"TagPrefix", "SubnetIds", "SecurityGroupIds",
                                                           "CanaryTargets", "HostedZoneId", "RecordName", "RecordTarget"})):
         stack = resolve(params)
         output = stack["Outputs"]["TetherParameterOverrides"]["Value"]
@@ -308,7 +308,7 @@ def test_the_tether_overrides_name_tether_parameters_and_parse_as_sam_does():
             assert all(re.fullmatch(pattern, i) for i in items), (name, value, pattern)
         if "CanaryTargets" in parsed:
             targets = json.loads(parsed["CanaryTargets"])
-            assert [t["name"] for t in targets] == parsed["CanaryEndpoints"].split(",")
+            assert [t["name"] for t in targets] == ["api"]
             assert targets[0]["url"].startswith("https://")
 
 

@@ -1,23 +1,30 @@
-"""Failover: the endpoint alarms, the record's CALCULATED health check over
-every endpoint, the certificate alarms, and the agreement between the
-template's defaults and the model in shared/src/canary/failover.rs (whose
-property tests and README figures assume those defaults)."""
+"""Failover: one region alarm that Route 53 reads the same way as CloudWatch,
+one CLOUDWATCH_METRIC health check behind the record, the settings Route 53
+copies reaching it, one canary function per subnet, the operator's override,
+and the agreement between the template's defaults and the model in
+shared/src/canary/failover.rs (whose properties and README figures assume
+those defaults)."""
 
+import json
 import re
+import shlex
 
 import pytest
-from samcli.lib.cfn_language_extensions.api import process_template
 
-from evaluate import conditions
-from render import PARAMETERS, ROOT, load, render
+from evaluate import conditions, created, value_of
+from render import ATTRIBUTES, PARAMETERS, ROOT, load, render
 
 MODEL = ROOT / "shared/src/canary/failover.rs"
-CANARY = ROOT / "shared/src/canary/mod.rs"
-# Route 53: child health checks per calculated health check ("Quotas on
-# health checks", Route 53 developer guide; the API model allows 256).
-ROUTE53_CHILDREN = 255
-# CloudFormation: resources declared in a template.
-CFN_RESOURCES = 500
+PUBLISH = ROOT / "shared/src/canary/publish.rs"
+# Route 53 CLOUDWATCH_METRIC health checks: alarms on one standard-resolution
+# metric with one of these statistics (AlarmIdentifier, Route 53 API reference).
+ROUTE53_STATISTICS = {"Average", "Minimum", "Maximum", "Sum", "SampleCount"}
+# What Route 53 copies into CloudWatchAlarmConfiguration (Route 53 API reference).
+COPIED = ("ComparisonOperator", "EvaluationPeriods", "MetricName", "Namespace", "Period", "Statistic", "Threshold",
+          "Dimensions")
+# The fixed settings that the alarm name's "v1" stands for: change one and the version with it.
+V1 = {"ComparisonOperator": "GreaterThanThreshold", "MetricName": "RegionUnhealthy", "Period": 60, "Statistic": "Sum",
+      "Threshold": 0, "DimensionNames": ["Stack"]}
 FAILOVER = {"HostedZoneId": "Z0123456789ABCDEFGHIJ", "RecordName": "api.example.com",
             "RecordTarget": "vpce-0123.execute-api.us-east-1.vpce.amazonaws.com"}
 
@@ -26,7 +33,7 @@ def rust_const(path, name):
     """The value of `pub const NAME: type = value;` in a Rust file."""
     match = re.search(rf"pub const {name}: [^=]+= ([^;]+);", path.read_text())
     assert match, f"{path.name} has no const {name}"
-    return match.group(1).replace("_", "")
+    return match.group(1).replace("_", "").strip('"')
 
 
 @pytest.fixture(scope="module")
@@ -34,183 +41,224 @@ def rendered():
     return render()
 
 
-def expanded(params):
-    """The template as SAM CLI's implementation of AWS::LanguageExtensions
-    expands it for these parameters (what `sam validate`, `sam build` and
-    `sam package` work on): Fn::ForEach, Fn::Length, Fn::If on known
-    conditions, and Ref built from intrinsic functions all resolved."""
-    from samcli.yamlhelper import yaml_parse
+def defaults():
+    return {k: str(v.get("Default", "")) for k, v in load()["Parameters"].items()}
 
-    values = {k: v for k, v in {**PARAMETERS, **params}.items()}
-    return process_template(yaml_parse((ROOT / "template.yaml").read_text()), parameter_values=values)
+
+def region_alarm(rendered):
+    return rendered["Resources"]["RegionAlarm"]["Properties"]
+
+
+def health_check_as_deployed(params, stack="tether"):
+    """The health check's properties as CloudFormation resolves them for
+    these parameters: the Ref to the alarm is its name."""
+    rendered = render(params)
+    held = conditions(rendered, params)
+    config = rendered["Resources"]["RegionHealthCheck"]["Properties"]["HealthCheckConfig"]
+    assert config["AlarmIdentifier"]["Name"] == {"Ref": "RegionAlarm"}
+    name = region_alarm(rendered)["AlarmName"]["Fn::Sub"]
+    values = {**defaults(), **params, "AWS::StackName": stack}
+    resolved = re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], name)
+    return {**config, "AlarmIdentifier": {"Name": resolved, "Region": "us-east-1"}}, held
 
 
 def test_the_model_uses_the_template_defaults(rendered):
-    """failover.rs proves its properties (no failover on one failed probe,
-    failover within 3 minutes, slower failback) and computes the README's
-    figures for these values: a change on one side only fails here."""
+    """failover.rs proves its properties and computes the README's figures
+    for these values: a change on one side only fails here."""
     declared = load()["Parameters"]
-    pairs = {
-        "PROBES_PER_INVOCATION": "ProbesPerInvocation",
-        "PROBE_INTERVAL_MS": "ProbeIntervalMs",
-        "SUCCESS_THRESHOLD": "SuccessThreshold",
-        "ALARM_EVALUATION_PERIODS": "AlarmEvaluationPeriods",
-        "ALARM_DATAPOINTS_TO_ALARM": "AlarmDatapointsToAlarm",
-        "FAILOVER_HEALTH_THRESHOLD": "FailoverHealthThreshold",
-    }
-    for const, parameter in pairs.items():
+    for const, parameter in {"PROBES_PER_INVOCATION": "ProbesPerInvocation", "PROBE_INTERVAL_MS": "ProbeIntervalMs",
+                             "SUCCESS_THRESHOLD": "SuccessThreshold", "FAILBACK_MINUTES": "FailbackMinutes",
+                             "EVALUATION_PERIODS": "AlarmEvaluationPeriods"}.items():
         assert float(rust_const(MODEL, const)) == float(declared[parameter]["Default"]), (const, parameter)
-    alarm = rendered["Resources"]["EndpointAlarmorders"]["Properties"]
-    assert alarm["EvaluationPeriods"] == {"Ref": "AlarmEvaluationPeriods"}
-    assert alarm["DatapointsToAlarm"] == {"Ref": "AlarmDatapointsToAlarm"}
-    assert alarm["Threshold"] == {"Ref": "SuccessThreshold"}
-    assert (alarm["Statistic"], alarm["ComparisonOperator"]) == ("Average", "LessThanThreshold")
+    alarm = region_alarm(rendered)
     assert int(rust_const(MODEL, "PERIOD_MS")) == alarm["Period"] * 1000
-    assert rust_const(MODEL, "TREAT_MISSING_DATA") == {"breaching": "MissingData::Breaching"}[alarm["TreatMissingData"]]
-    env = rendered["Resources"]["HealthCanaryFunction"]["Properties"]["Environment"]["Variables"]
-    assert env["PROBES_PER_INVOCATION"] == {"Ref": "ProbesPerInvocation"}
-    assert env["PROBE_INTERVAL_MS"] == {"Ref": "ProbeIntervalMs"}
+    assert float(rust_const(MODEL, "ALARM_THRESHOLD")) == alarm["Threshold"]
+    assert (alarm["Statistic"], alarm["ComparisonOperator"]) == ("Sum", "GreaterThanThreshold")
+    # The model's Route 53 reading of M of N holds because the alarm's M is its N.
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == {"Ref": "AlarmEvaluationPeriods"}
+    assert alarm["MetricName"] == rust_const(PUBLISH, "METRIC_REGION")
+    assert alarm["Dimensions"] == [{"Name": rust_const(PUBLISH, "DIMENSION_STACK"), "Value": {"Ref": "AWS::StackName"}}]
+    for slot in ("HealthCanaryFunction", "HealthCanaryFunction1", "HealthCanaryFunction2"):
+        env = rendered["Resources"][slot]["Properties"]["Environment"]["Variables"]
+        assert env["PROBES_PER_INVOCATION"] == {"Ref": "ProbesPerInvocation"}
+        assert env["PROBE_INTERVAL_MS"] == {"Ref": "ProbeIntervalMs"}
+        assert env["SUCCESS_THRESHOLD"] == {"Ref": "SuccessThreshold"}
+        assert env["FAILBACK_MINUTES"] == {"Ref": "FailbackMinutes"}
+        assert env["STACK_NAME"] == {"Ref": "AWS::StackName"}
 
 
-def test_the_failover_record_follows_every_endpoint():
-    """The record's health check is CALCULATED over every endpoint's health
-    check, in order, whatever their number; healthy while all are (the
-    default) or FailoverHealthThreshold of them."""
-    for names in (["orders"], ["orders", "billing"], [f"endpoint{i:03d}service" for i in range(150)]):
-        for threshold, expected in (("0", len(names)), ("1", 1)):
-            res = expanded({**FAILOVER, "CanaryEndpoints": ",".join(names), "FailoverHealthThreshold": threshold})["Resources"]
-            config = res["FailoverCalculatedHealthCheck"]["Properties"]["HealthCheckConfig"]
-            assert config["Type"] == "CALCULATED"
-            assert config["ChildHealthChecks"] == [{"Ref": f"EndpointHealthCheck{n}"} for n in names]
-            assert int(config["HealthThreshold"]) == expected
-            assert res["FailoverRecord"]["Properties"]["HealthCheckId"] == {"Ref": "FailoverCalculatedHealthCheck"}
-            assert all(res[f"EndpointHealthCheck{n}"]["Properties"]["HealthCheckConfig"]["Type"] == "CLOUDWATCH_METRIC"
-                       for n in names)
+def test_one_cloudwatch_metric_health_check_on_one_alarm_route53_accepts(rendered):
+    """No CALCULATED check and none per endpoint: the record's health check
+    reads the region alarm, whose missing data is unhealthy."""
+    res = rendered["Resources"]
+    checks = {k: v for k, v in res.items() if v["Type"] == "AWS::Route53::HealthCheck"}
+    assert list(checks) == ["RegionHealthCheck"]
+    config = checks["RegionHealthCheck"]["Properties"]["HealthCheckConfig"]
+    assert (config["Type"], config["InsufficientDataHealthStatus"]) == ("CLOUDWATCH_METRIC", "Unhealthy")
+    assert config["AlarmIdentifier"] == {"Name": {"Ref": "RegionAlarm"}, "Region": {"Ref": "AWS::Region"}}
+    assert res["FailoverRecord"]["Properties"]["HealthCheckId"] == {"Ref": "RegionHealthCheck"}
+    alarm = region_alarm(rendered)
+    assert "Metrics" not in alarm and "ExtendedStatistic" not in alarm, "one metric, no metric math"
+    assert alarm["Statistic"] in ROUTE53_STATISTICS and alarm["Period"] == 60
+    assert alarm["TreatMissingData"] == "breaching", "a silent canary pages"
+    assert "AlarmActions" in alarm and "OKActions" in alarm
+    text = (ROOT / "template.yaml").read_text()
+    assert "Fn::ForEach" not in text and "Fn::Length" not in text and "CALCULATED" not in text
+    assert load()["Transform"] == "AWS::Serverless-2016-10-31", "the SAM transform only"
 
 
-def eager(node, params, lists):
-    """Evaluates Fn::Sub (with a variable map), Fn::Join, Fn::Split,
-    Fn::Select and Ref to a parameter the way the AWS::LanguageExtensions
-    transform does: everything, whatever the conditions say. It fails the
-    transform on a Select out of range ("Fn::Select cannot select
-    nonexistent value", cfn-language-discussion #159), and so this fails."""
-    if isinstance(node, str):
-        return node
-    (fn, args), = node.items()
-    if fn == "Ref":
-        value = params[args]
-        return value.split(",") if args in lists else value
-    if fn == "Fn::Join":
-        items = eager(args[1], params, lists) if isinstance(args[1], dict) else [eager(a, params, lists) for a in args[1]]
-        return args[0].join(items)
-    if fn == "Fn::Split":
-        return eager(args[1], params, lists).split(args[0])
-    if fn == "Fn::Select":
-        items = eager(args[1], params, lists)
-        assert int(args[0]) < len(items), f"Fn::Select {args[0]} of {items}"
-        return items[int(args[0])]
-    if fn == "Fn::Sub":
-        text, variables = args
-        values = {k: eager(v, params, lists) for k, v in variables.items()}
-        return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)
-    raise AssertionError(f"cannot evaluate {fn}")
+def test_the_canary_publishes_standard_resolution_data():
+    """Route 53 refuses alarms on high-resolution metrics."""
+    assert ".storage_resolution(60)" in (ROOT / "shared/src/metrics.rs").read_text()
 
 
-def test_every_slot_builds_an_existing_health_check_whatever_the_endpoints():
-    """Fn::ForEach cannot produce a list, so the children are written out as
-    slots: slot i holds the health check of item i of CanaryEndpoints where
-    the condition FailoverChild<i> says it exists, and is dropped elsewhere.
-    The transform builds every slot's Ref before any condition applies, also
-    in stacks without a failover record: each must select in range and name
-    a health check the stack declares, for every list of endpoints."""
-    template = load()
-    lists = {k for k, v in template["Parameters"].items() if v["Type"] == "CommaDelimitedList"}
-    children = template["Resources"]["FailoverCalculatedHealthCheck"]["Properties"]["HealthCheckConfig"]["ChildHealthChecks"]
-    loop = template["Conditions"]["Fn::ForEach::FailoverChildren"]
-    assert loop[1] == [str(i) for i in range(len(children))]
-    for names in ([""], ["a"], ["a", "b", "c"], [f"e{i}" for i in range(len(children))]):
-        params = {**PARAMETERS, **FAILOVER, "CanaryEndpoints": ",".join(names)}
-        rendered = render(params)
-        declared, held = set(rendered["Resources"]), conditions(rendered, params)
-        for i, slot in enumerate(children):
-            condition, built, dropped = slot["Fn::If"]
-            assert (condition, dropped) == (f"FailoverChild{i}", {"Ref": "AWS::NoValue"}), i
-            assert held[condition] is (i < len(names) and names != [""]), (i, names)
-            logical = eager(built["Ref"], params, lists)
-            assert logical in declared, (i, names, logical)
-            if held[condition]:
-                assert logical == f"EndpointHealthCheck{names[i]}", (i, names)
+def parameters_in(node):
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] in load()["Parameters"]:
+            yield node["Ref"]
+        for v in node.values():
+            yield from parameters_in(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from parameters_in(v)
 
 
-def test_there_is_a_slot_for_every_endpoint_a_stack_can_hold():
-    """As many slots as the most endpoints CloudFormation's resource quota
-    leaves room for, and no more children than Route 53 allows."""
-    children = load()["Resources"]["FailoverCalculatedHealthCheck"]["Properties"]["HealthCheckConfig"]["ChildHealthChecks"]
-    one, two = (len(render({"CanaryEndpoints": n})["Resources"]) for n in ("a", "a,b"))
-    per_endpoint, fixed = two - one, one - (two - one)
-    most = (CFN_RESOURCES - fixed) // per_endpoint
-    assert most <= len(children) <= ROUTE53_CHILDREN, (most, len(children))
+def another_value(declared, name, value):
+    spec = declared[name]
+    if "AllowedValues" in spec:
+        return next(str(v) for v in spec["AllowedValues"] if str(v) != value)
+    if spec["Type"] == "Number":
+        low, high = int(spec["MinValue"]), int(spec["MaxValue"])
+        return str(low if int(value) != low else high)
+    other = value + "Other"
+    assert re.fullmatch(spec["AllowedPattern"], other), (name, other)
+    return other
 
 
-def test_endpoint_alarms_fail_over_on_m_of_n_minutes_and_back_on_n_good_ones(rendered):
+def test_every_setting_route53_copies_reaches_the_health_check(rendered):
+    """Route 53 copies the alarm's settings only when the health check is
+    created or updated. Every parameter behind a copied setting changes the
+    health check's properties (its alarm's name), so CloudFormation calls
+    UpdateHealthCheck; the fixed settings are what the name's v1 stands for."""
+    alarm = region_alarm(rendered)
+    behind = {p for key in COPIED for p in parameters_in(alarm[key])}
+    assert behind == {"MetricsNamespace", "AlarmEvaluationPeriods"}, behind
     declared = load()["Parameters"]
-    assert int(declared["AlarmDatapointsToAlarm"]["Default"]) < int(declared["AlarmEvaluationPeriods"]["Default"])
-    alarm = rendered["Resources"]["EndpointAlarmbilling"]["Properties"]
-    assert (alarm["MetricName"], alarm["Dimensions"]) == ("Success", [{"Name": "Endpoint", "Value": "billing"}])
-    check = rendered["Resources"]["EndpointHealthCheckbilling"]["Properties"]["HealthCheckConfig"]
-    assert check["AlarmIdentifier"]["Name"] == {"Ref": "EndpointAlarmbilling"}
-    # No alarm on the first endpoint only any more.
-    assert "FailoverAlarm" not in rendered["Resources"]
+    base = {**PARAMETERS, **FAILOVER}
+    before, _ = health_check_as_deployed(base)
+    for name in sorted(behind):
+        changed = {**base, name: another_value(declared, name, base.get(name, str(declared[name]["Default"])))}
+        after, _ = health_check_as_deployed(changed)
+        assert after != before, f"changing {name} leaves the health check as it was"
+        assert changed[name] in after["AlarmIdentifier"]["Name"]
+    fixed = {k: alarm[k] for k in ("ComparisonOperator", "MetricName", "Period", "Statistic", "Threshold")}
+    fixed["DimensionNames"] = [d["Name"] for d in alarm["Dimensions"]]
+    assert fixed == V1, "a fixed setting changed: change v1 in the alarm name (and V1 here) with it"
+    assert "-v1-" in alarm["AlarmName"]["Fn::Sub"]
+    # Dimension values cannot change for a stack's life: its name.
+    assert [d["Value"] for d in alarm["Dimensions"]] == [{"Ref": "AWS::StackName"}]
 
 
-def test_certificate_expiry_alarms_per_endpoint(rendered):
-    """The canary publishes CertificateExpiryDays per endpoint (https, once a
-    handshake completed); missing data keeps the state (an http endpoint has
-    none, an expired or unreachable one must not turn OK)."""
-    metric = rust_const(CANARY, "METRIC_CERT_EXPIRY").strip('"')
-    dimension = rust_const(CANARY, "DIMENSION").strip('"')
-    for name in ("orders", "billing"):
-        res = rendered["Resources"][f"CertificateAlarm{name}"]
-        props = res["Properties"]
-        assert res["Condition"] == "HasCanaryEndpoints"
-        assert (props["MetricName"], props["Dimensions"]) == (metric, [{"Name": dimension, "Value": name}])
-        assert (props["Statistic"], props["ComparisonOperator"]) == ("Minimum", "LessThanThreshold")
-        assert props["Threshold"] == {"Ref": "CertificateExpiryAlarmDays"}
-        assert props["TreatMissingData"] == "ignore"
-        assert "AlarmActions" in props and "OKActions" in props
-    assert load()["Parameters"]["CertificateExpiryAlarmDays"]["MinValue"] >= 1
+def test_the_alarm_name_is_unique_per_account_and_region_and_within_255_characters():
+    """Alarm names are unique per account and region, as stack names are;
+    the longest stack name (128) with the longest namespace the parameter
+    allows still fits CloudWatch's 255."""
+    template = load()
+    name = template["Resources"]["RegionAlarm"]["Properties"]["AlarmName"]["Fn::Sub"]
+    assert name.startswith("${AWS::StackName}-")
+    declared = template["Parameters"]
+    longest_namespace = int(re.search(r"\{1,(\d+)\}", declared["MetricsNamespace"]["AllowedPattern"]).group(1))
+    longest = {"AWS::StackName": "s" * 128, "MetricsNamespace": "n" * longest_namespace,
+               "AlarmEvaluationPeriods": str(declared["AlarmEvaluationPeriods"]["MaxValue"])}
+    assert len(re.sub(r"\$\{([^}]+)\}", lambda m: longest[m.group(1)], name)) <= 255
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_one_canary_function_in_each_of_the_first_three_subnets(count):
+    """Every zone of the subnets votes (up to three); the functions differ
+    only in their subnet."""
+    subnets = [f"subnet-0123456789abcdef{i}" for i in range(count)]
+    params = {**PARAMETERS, "SubnetIds": ",".join(subnets)}
+    rendered = render(params)
+    made = created(rendered, params)
+    slots = [k for k in ("HealthCanaryFunction", "HealthCanaryFunction1", "HealthCanaryFunction2") if k in made]
+    assert len(slots) == min(count, 3)
+    held = conditions(rendered, params)
+    first = None
+    for i, slot in enumerate(slots):
+        props = json.loads(json.dumps(rendered["Resources"][slot]["Properties"]))
+        vpc = props.pop("VpcConfig")
+        assert vpc["SecurityGroupIds"] == {"Fn::If": ["InVpc", {"Ref": "SecurityGroupIds"}, {"Ref": "AWS::NoValue"}]}
+        assert held["InVpc"]
+        assert [value_of(s, params, rendered, held, ATTRIBUTES) for s in vpc["SubnetIds"]] == [subnets[i]]
+        assert vpc["Ipv6AllowedForDualStack"] == {"Ref": "Ipv6AllowedForDualStack"}
+        first = first or props
+        assert props == first, slot
+    # The errors alarm covers every slot that exists.
+    metrics = rendered["Resources"]["CanaryErrorsAlarm"]["Properties"]["Metrics"]
+    kept = [m["Fn::If"][1] if "Fn::If" in m else m for m in metrics if "Fn::If" not in m or held[m["Fn::If"][0]]]
+    watched = [m["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for m in kept if "MetricStat" in m]
+    assert watched == [{"Ref": s} for s in slots]
+
+
+def test_alarms_page_on_the_region_and_one_certificate_metric_never_per_endpoint(rendered):
+    alarms = [v["Properties"] for v in rendered["Resources"].values() if v["Type"] == "AWS::CloudWatch::Alarm"]
+    canary = {a["MetricName"]: a for a in alarms if a.get("MetricName") in
+              {"RegionUnhealthy", "SoonestCertificateExpiryDays", "DegradedEndpoints"}}
+    assert set(canary) == {"RegionUnhealthy", "SoonestCertificateExpiryDays", "DegradedEndpoints"}
+    assert not [a for a in alarms if any(d["Name"] == "Endpoint" for d in a.get("Dimensions", []))]
+    cert = canary["SoonestCertificateExpiryDays"]
+    assert (cert["Statistic"], cert["ComparisonOperator"], cert["TreatMissingData"]) == ("Minimum", "LessThanThreshold", "ignore")
+    assert cert["Threshold"] == {"Ref": "CertificateExpiryAlarmDays"}
+    for metric in ("SoonestCertificateExpiryDays", "DegradedEndpoints"):
+        assert rust_const(PUBLISH, {"SoonestCertificateExpiryDays": "METRIC_SOONEST_EXPIRY",
+                                    "DegradedEndpoints": "METRIC_DEGRADED"}[metric]) == metric
+        assert canary[metric]["Dimensions"] == [{"Name": "Stack", "Value": {"Ref": "AWS::StackName"}}]
+
+
+def test_the_runbooks_override_is_the_alarms_metric_and_the_stack_output(rendered):
+    """The README's put-metric-data command, the FailOutCommand output and
+    the alarm agree: the metric, its dimension, and a value that outweighs
+    every zone's vote (the model's OVERRIDE_VALUE)."""
+    readme = (ROOT / "README.md").read_text()
+    commands = [line.strip().rstrip("\\").strip() for line in readme.splitlines() if "aws cloudwatch put-metric-data" in line]
+    assert commands, "the runbook gives the command"
+    output = rendered["Outputs"]["FailOutCommand"]["Value"]["Fn::Sub"]
+    deployed = re.sub(r"\$\{([^}]+)\}", lambda m: {"AWS::Region": "us-east-1", "MetricsNamespace": "Tether",
+                                                   "AWS::StackName": "tether"}[m.group(1)], output)
+    assert deployed in readme, deployed
+    alarm = region_alarm(rendered)
+    override = float(rust_const(MODEL, "OVERRIDE_VALUE"))
+    for command in commands:
+        words = shlex.split(command.split("put-metric-data", 1)[1].split(";")[0])
+        args = dict(zip(words[::2], words[1::2]))
+        assert args["--metric-name"] == alarm["MetricName"], command
+        assert args["--dimensions"].split("=")[0] == alarm["Dimensions"][0]["Name"], command
+        assert abs(float(args["--value"])) == override, command
+
+
+def test_the_failover_record_needs_the_canary():
+    rule = load()["Rules"]["FailoverRecordNeedsItsParts"]
+    assert "CanaryTargetsS3Uri" in json.dumps(rule)
+    assert conditions(load(), {**defaults(), **FAILOVER, "CanaryTargets": ""})["CreateFailoverRecord"] is False
+    assert conditions(load(), {**defaults(), **FAILOVER, "CanaryTargetsS3Uri": "s3://b0/k"})["CreateFailoverRecord"]
+
+
+def test_the_canary_is_told_the_failover_records_name():
+    """The canary refuses to probe its own failover record (Route 53 calls
+    that unpredictable): it gets the name, empty without a record."""
+    for params, expected in (({**PARAMETERS, **FAILOVER}, "api.example.com"), ({**PARAMETERS, "HostedZoneId": ""}, "")):
+        rendered = render(params)
+        held = conditions(rendered, params)
+        env = rendered["Resources"]["HealthCanaryFunction"]["Properties"]["Environment"]["Variables"]
+        assert value_of(env["FAILOVER_RECORD_NAME"], params, rendered, held, {}) == expected
 
 
 def test_failover_parameters_are_grouped_and_described():
     template = load()
     groups = {p for g in template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"] for p in g["Parameters"]}
-    for name in ("AlarmDatapointsToAlarm", "FailoverHealthThreshold", "CertificateExpiryAlarmDays"):
+    for name in ("AlarmEvaluationPeriods", "FailbackMinutes", "CertificateExpiryAlarmDays", "Ipv6AllowedForDualStack"):
         assert name in groups and template["Parameters"][name]["Description"], name
-    assert template["Parameters"]["FailoverHealthThreshold"]["MaxValue"] <= ROUTE53_CHILDREN
-
-
-def test_a_rule_keeps_datapoints_to_alarm_within_the_evaluation_periods():
-    """CloudWatch refuses DatapointsToAlarm > EvaluationPeriods, half-way
-    through a deploy: the rule refuses it before anything is created."""
-    assertion = load()["Rules"]["AlarmDatapointsWithinPeriods"]["Assertions"][0]["Assert"]
-
-    def holds(node, params):
-        (fn, args), = node.items()
-        value = lambda a: params[a["Ref"]] if isinstance(a, dict) else a
-        if fn == "Fn::Or":
-            return any(holds(a, params) for a in args)
-        if fn == "Fn::And":
-            return all(holds(a, params) for a in args)
-        if fn == "Fn::Equals":
-            return value(args[0]) == value(args[1])
-        if fn == "Fn::Contains":
-            return value(args[1]) in args[0]
-        raise AssertionError(fn)
-
-    declared = load()["Parameters"]
-    low, high = declared["AlarmEvaluationPeriods"]["MinValue"], declared["AlarmEvaluationPeriods"]["MaxValue"]
-    assert (low, high) == (declared["AlarmDatapointsToAlarm"]["MinValue"], declared["AlarmDatapointsToAlarm"]["MaxValue"])
-    for n in range(low, high + 1):
-        for m in range(low, high + 1):
-            params = {"AlarmEvaluationPeriods": str(n), "AlarmDatapointsToAlarm": str(m)}
-            assert holds(assertion, params) is (m <= n), (n, m)
+    assert set(groups) == set(template["Parameters"]), set(template["Parameters"]) ^ set(groups)
+    for gone in ("CanaryEndpoints", "AlarmDatapointsToAlarm", "FailoverHealthThreshold"):
+        assert gone not in template["Parameters"], gone

@@ -17,11 +17,13 @@ from render import PARAMETERS, ROOT, load, render
 BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 VPC = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 FUNCTIONS = {"TargetSyncFunction": "target-sync", "HealthCanaryFunction": "health-canary", "CustomResourcesFunction": "custom-resources"}
+# One canary function per subnet: the first slot, and the others of the same binary.
+CANARY_SLOTS = {"HealthCanaryFunction1": "health-canary", "HealthCanaryFunction2": "health-canary"}
 # The only actions AWS offers no resource-level permission for, and so may be on "*".
 STAR_OK = {
     "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTags",
     "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeLoadBalancers",
-    "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcEndpoints", "cloudwatch:PutMetricData",
+    "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcEndpoints", "cloudwatch:PutMetricData", "cloudwatch:GetMetricData",
 }
 REGISTER = {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
 # What target-sync publishes per run (dimension FunctionName), as in /work/notes/contract.md.
@@ -128,7 +130,7 @@ def test_every_function_is_a_workspace_binary_built_by_cargo_lambda():
     assert (globals_["Runtime"], globals_["Architectures"], globals_["Handler"]) == ("provided.al2023", ["arm64"], "bootstrap")
     assert (ROOT / globals_["CodeUri"] / "Cargo.toml").read_text().startswith("[workspace]")
     functions = {k: v for k, v in template["Resources"].items() if isinstance(v, dict) and v["Type"] == "AWS::Serverless::Function"}
-    assert {k: v["Metadata"]["BuildProperties"]["Binary"] for k, v in functions.items()} == FUNCTIONS
+    assert {k: v["Metadata"]["BuildProperties"]["Binary"] for k, v in functions.items()} == FUNCTIONS | CANARY_SLOTS
     assert all(v["Metadata"]["BuildMethod"] == "rust-cargolambda" for v in functions.values())
     assert set(FUNCTIONS.values()) == binaries
 
@@ -136,7 +138,9 @@ def test_every_function_is_a_workspace_binary_built_by_cargo_lambda():
 def test_no_broad_managed_policies(rendered):
     for name, res in rendered["Resources"].items():
         if res["Type"] == "AWS::IAM::Role":
-            arns = set(res["Properties"].get("ManagedPolicyArns", []))
+            # Given as Fn::Sub over the partition, or literal (as SAM makes them).
+            arns = {a["Fn::Sub"].replace("${AWS::Partition}", "aws") if isinstance(a, dict) else a
+                    for a in res["Properties"].get("ManagedPolicyArns", [])}
             assert arns <= {BASIC, VPC}, f"{name}: {arns}"
 
 
@@ -177,11 +181,10 @@ def test_one_engine_policy_for_any_number_of_target_groups(rendered):
     permissions are one managed policy, on the function and on the first sync."""
     template = load()
     assert "Mappings" not in template["Parameters"]
-    loops = [k for k in template["Resources"] if k.startswith("Fn::ForEach::")]
-    assert loops == ["Fn::ForEach::Endpoints"], loops
+    assert not [k for k in template["Resources"] if k.startswith("Fn::ForEach::")]
     engine = rendered["Resources"]["TargetSyncEnginePolicy"]["Properties"]
     assert engine["Roles"] == [{"Ref": "TargetSyncFunctionRole"}, {"Ref": "CustomResourcesFunctionRole"}]
-    assert actions(policy_document(engine["PolicyDocument"])["Statement"]) == STAR_OK | REGISTER | {
+    assert actions(policy_document(engine["PolicyDocument"])["Statement"]) == STAR_OK - {"cloudwatch:GetMetricData"} | REGISTER | {
         "s3:GetObject", "s3:PutObject", "s3:ListBucket"}
 
 
@@ -289,9 +292,10 @@ def test_schedules_never_pile_up(rendered):
 def test_reserved_concurrency_is_opt_in(rendered):
     """It fails where fewer than 100 unreserved executions would remain (new accounts)."""
     assert load()["Parameters"]["ReserveConcurrency"]["Default"] == "false"
-    for fn in ["TargetSyncFunction", "HealthCanaryFunction"]:
+    # A canary invocation overlaps the next one (it waits for its minute): two each.
+    for fn, reserved in [("TargetSyncFunction", 1), ("HealthCanaryFunction", 2), ("HealthCanaryFunction1", 2)]:
         assert rendered["Resources"][fn]["Properties"]["ReservedConcurrentExecutions"] == {
-            "Fn::If": ["ReservesConcurrency", 1, {"Ref": "AWS::NoValue"}]}
+            "Fn::If": ["ReservesConcurrency", reserved, {"Ref": "AWS::NoValue"}]}
     assert "ReservedConcurrentExecutions" not in rendered["Resources"]["CustomResourcesFunction"]["Properties"]
 
 
@@ -299,17 +303,22 @@ def test_schedules_have_no_fixed_name(rendered):
     """A ScheduleV2 event is named after its logical id unless OmitName is set,
     and names are unique per account and region: a second stack would fail."""
     schedules = [v for v in rendered["Resources"].values() if v["Type"] == "AWS::Scheduler::Schedule"]
-    assert len(schedules) == 2
+    assert len(schedules) == 4  # target-sync and one canary function per subnet
     for s in schedules:
         assert "Name" not in s["Properties"], s
 
 
-def test_the_canary_runs_every_minute_whatever_the_sync_schedule():
+def test_the_canary_is_due_every_minute_and_told_when_whatever_the_sync_schedule():
+    """Due at each minute's start (cron), with the due time in its input: the
+    invocation covers the next minute whole, wherever in its own it arrives."""
     res = render({"ScheduleRate": "rate(5 minutes)"})["Resources"]
-    rates = {fn: [v["Properties"]["ScheduleExpression"] for v in res.values()
-                  if v["Type"] == "AWS::Scheduler::Schedule" and json.dumps(v).count(f'"{fn}"')][0]
-             for fn in ["TargetSyncFunction", "HealthCanaryFunction"]}
-    assert rates == {"TargetSyncFunction": {"Ref": "ScheduleRate"}, "HealthCanaryFunction": "rate(1 minute)"}
+    schedules = {fn: [v["Properties"] for v in res.values()
+                      if v["Type"] == "AWS::Scheduler::Schedule" and json.dumps(v).count(f'"{fn}"')][0]
+                 for fn in ["TargetSyncFunction", "HealthCanaryFunction", "HealthCanaryFunction2"]}
+    assert schedules["TargetSyncFunction"]["ScheduleExpression"] == {"Ref": "ScheduleRate"}
+    for fn in ["HealthCanaryFunction", "HealthCanaryFunction2"]:
+        assert schedules[fn]["ScheduleExpression"] == "cron(* * * * ? *)"
+        assert json.loads(schedules[fn]["Target"]["Input"]) == {"scheduled_time": "<aws.scheduler.scheduled-time>"}
 
 
 def test_one_failed_probe_never_fails_a_region_over():
@@ -321,10 +330,11 @@ def test_one_failed_probe_never_fails_a_region_over():
     probes = int(declared["ProbesPerInvocation"]["Default"])
     threshold = float(declared["SuccessThreshold"]["Default"])
     assert (probes - 1) / probes >= threshold
-    assert int(declared["AlarmDatapointsToAlarm"]["Default"]) <= int(declared["AlarmEvaluationPeriods"]["Default"])
-    # Every allowed probes x interval fits the one-minute schedule and the canary's timeout.
+    # Every allowed probes x interval fits the minute, and the timeout covers
+    # the wait for the minute (up to 60 s), the minute and the response margin.
     longest = declared["ProbesPerInvocation"]["MaxValue"] * declared["ProbeIntervalMs"]["MaxValue"] / 1000
-    assert longest <= 60 < load()["Resources"]["HealthCanaryFunction"]["Properties"]["Timeout"]
+    assert longest <= 60
+    assert load()["Resources"]["HealthCanaryFunction"]["Properties"]["Timeout"] >= 60 + 60 + 3
 
 
 def test_custom_resources_carry_a_service_timeout_shorter_than_the_function(rendered):
@@ -405,8 +415,8 @@ def test_one_first_sync_with_the_functions_environment(rendered):
 def test_per_run_alarms_watch_what_target_sync_publishes(rendered):
     res = rendered["Resources"]
     alarms = {k: v["Properties"] for k, v in res.items()
-              if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["Namespace"] == {"Ref": "MetricsNamespace"}
-              and v["Properties"]["MetricName"] not in ("Success", "CertificateExpiryDays")}
+              if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"].get("Namespace") == {"Ref": "MetricsNamespace"}
+              and v["Properties"]["MetricName"] not in ("RegionUnhealthy", "SoonestCertificateExpiryDays", "DegradedEndpoints")}
     assert {a["MetricName"] for a in alarms.values()} == {"FailedMappings", "SaturatedMappings", "HeldBackTargets"}
     assert {a["MetricName"] for a in alarms.values()} <= PER_RUN_METRICS
     for name, alarm in alarms.items():
@@ -414,22 +424,7 @@ def test_per_run_alarms_watch_what_target_sync_publishes(rendered):
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold"), name
         assert res[name]["Condition"] == "HasSyncMetrics"
     assert "alb:" in alarms["SaturatedMappingsAlarm"]["AlarmDescription"]
-    assert not [v for v in res.values() if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["MetricName"] == "HeldBack"]
-
-
-def test_endpoints_get_alarms_and_health_checks(rendered):
-    res = rendered["Resources"]
-    checks = {k: v for k, v in res.items() if v["Type"] == "AWS::Route53::HealthCheck"}
-    assert set(checks) == {"EndpointHealthCheckorders", "EndpointHealthCheckbilling", "FailoverCalculatedHealthCheck"}
-    for name, check in checks.items():
-        config = check["Properties"]["HealthCheckConfig"]
-        if name == "FailoverCalculatedHealthCheck":
-            assert config["Type"] == "CALCULATED"  # over the others: test_failover.py
-            continue
-        assert config["Type"] == "CLOUDWATCH_METRIC" and config["InsufficientDataHealthStatus"] == "Unhealthy"
-    alarm = res["EndpointAlarmorders"]["Properties"]
-    assert (alarm["MetricName"], alarm["Statistic"], alarm["Period"], alarm["TreatMissingData"]) == ("Success", "Average", 60, "breaching")
-    assert alarm["Dimensions"] == [{"Name": "Endpoint", "Value": "orders"}]
+    assert not [v for v in res.values() if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"].get("MetricName") == "HeldBack"]
 
 
 def test_target_sync_off_creates_none_of_its_parts():
@@ -443,10 +438,9 @@ def test_target_sync_off_creates_none_of_its_parts():
 
 
 def test_every_select_is_in_range_with_the_default_parameters():
-    """A deploy with the defaults (no mappings, no canary endpoints): Fn::ForEach
-    runs once over "", and the transform evaluates every Fn::Select even of
-    resources whose condition is false."""
-    defaults = render({"CanaryTargets": "", "CanaryEndpoints": "", "SubnetIds": "",
+    """A deploy with the defaults (no canary, no subnets): every Fn::Select
+    with literal arguments stays in range."""
+    defaults = render({"CanaryTargets": "", "SubnetIds": "",
                        "SecurityGroupIds": "", "HostedZoneId": "", "ExampleVpcEndpointDnsName": "", "ExampleVpcId": ""})
     found = list(selects(defaults["Resources"]))
     assert found, "the template has no Fn::Select to check"
@@ -454,22 +448,19 @@ def test_every_select_is_in_range_with_the_default_parameters():
         evaluate(node)
 
 
-def test_canary_endpoint_names_and_a_check_against_the_targets(rendered):
-    res = render({"CanaryEndpoints": "ordersApi,billing2"})["Resources"]
-    assert {"EndpointAlarmordersApi", "EndpointHealthCheckbilling2"} <= set(res)
-    assert res["EndpointHealthCheckordersApi"]["Properties"]["HealthCheckConfig"]["AlarmIdentifier"]["Name"] == {"Ref": "EndpointAlarmordersApi"}
-    env = rendered["Resources"]["HealthCanaryFunction"]["Properties"]["Environment"]["Variables"]
-    assert env["CANARY_ENDPOINTS"] == {"Fn::Join": [",", {"Ref": "CanaryEndpoints"}]}
-
-
 def test_list_parameters_check_every_item():
-    """AllowedPattern applies to each item of a CommaDelimitedList; endpoint
-    names cannot collide once punctuation is stripped (they have none)."""
+    """AllowedPattern applies to each item of a CommaDelimitedList; the
+    header ARNs take no wildcard (IAM would read one as a pattern)."""
     declared = load()["Parameters"]
     cases = {
         "SubnetIds": (["subnet-0123456789abcdef0", "subnet-01234567", ""], ["subnet-XYZ", "sg-01234567", " subnet-01234567"]),
         "SecurityGroupIds": (["sg-0123456789abcdef0", ""], ["subnet-01234567", "sg-"]),
-        "CanaryEndpoints": (["orders", "Billing2", ""], ["orders-api", "billing.v2", "a b", "x" * 65]),
+        "CanaryHeaderSecretArns": (["arn:aws:secretsmanager:us-east-1:123456789012:secret:tether/key-AbCdEf", ""],
+                                   ["arn:aws:secretsmanager:us-east-1:123456789012:secret:*",
+                                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:tether/key-??????",
+                                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:tether/key"]),
+        "CanaryHeaderParameterArns": (["arn:aws:ssm:us-east-1:123456789012:parameter/tether/token"],
+                                      ["arn:aws:ssm:us-east-1:123456789012:parameter/tether/*"]),
     }
     for name, (good, bad) in cases.items():
         assert declared[name]["Type"] == "CommaDelimitedList"
@@ -485,10 +476,10 @@ def test_rules_refuse_empty_items_and_parts_that_only_work_together():
     empty list, so Rules refuse it unless the whole list is empty."""
     rules = json.dumps(load()["Rules"])
     for needle in ['{"Fn::Contains": [{"Ref": "SubnetIds"}, ""]}', '{"Fn::Contains": [{"Ref": "SecurityGroupIds"}, ""]}',
-                   '{"Fn::Contains": [{"Ref": "CanaryEndpoints"}, ""]}', '{"Fn::EachMemberEquals": [{"Ref": "SubnetIds"}, ""]}']:
+                   '{"Fn::EachMemberEquals": [{"Ref": "SubnetIds"}, ""]}']:
         assert needle in rules, needle
     names = set(load()["Rules"])
-    assert {"CanaryTargetsFromOnePlace", "CanaryRunsInTheVpc", "SubnetsWithSecurityGroups", "EndpointsNeedTheCanary",
+    assert {"CanaryTargetsFromOnePlace", "CanaryRunsInTheVpc", "SubnetsWithSecurityGroups",
             "FailoverRecordNeedsItsParts", "ExampleNeedsItsVpc"} <= names
 
 
@@ -514,14 +505,14 @@ def test_every_resource_that_takes_tags_carries_the_environment_tag(rendered):
 
 def test_every_role_takes_the_permissions_boundary(rendered):
     roles = [v for v in rendered["Resources"].values() if v["Type"] == "AWS::IAM::Role"]
-    assert len(roles) == 5  # one per function, one per schedule
+    assert len(roles) == 7  # target-sync, custom-resources, the canary's; one per schedule (four)
     for role in roles:
         assert role["Properties"]["PermissionsBoundary"] == {
             "Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "AWS::NoValue"}]}
 
 
 def test_with_every_optional_part_off_only_what_is_needed_is_created():
-    template = render({k: "" for k in ["CanaryTargets", "CanaryEndpoints", "SubnetIds", "SecurityGroupIds", "HostedZoneId",
+    template = render({k: "" for k in ["CanaryTargets", "SubnetIds", "SecurityGroupIds", "HostedZoneId",
                                         "RecordName", "RecordTarget", "ExampleVpcEndpointDnsName", "ExampleVpcId", "AlarmTopic",
                                         "PermissionsBoundaryArn"]} | {"ReserveConcurrency": "false"})
     defaults = {k: v.get("Default", "") for k, v in load()["Parameters"].items()}
@@ -543,7 +534,8 @@ def test_samconfig_environments_name_only_template_parameters():
     for env, commands in config.items():
         if not isinstance(commands, dict):
             continue
-        assert commands["global"]["parameters"]["language_extensions"] is True, env
+        # The template needs no AWS::LanguageExtensions any more.
+        assert "language_extensions" not in commands["global"]["parameters"], env
         deploy = commands.get("deploy", {}).get("parameters", {})
         for item in shlex.split(deploy.get("parameter_overrides", "")):
             name, value = item.split("=", 1)
@@ -565,8 +557,9 @@ def test_the_environments_a_full_deployment_starts_the_binaries_with():
     assert envs["TargetSyncFunction"]["TAG_PREFIX"] == "tether:" and envs["TargetSyncFunction"]["TAG_DISCOVERY"] == "true"
     # The first sync (custom-resources) starts with target-sync's configuration.
     assert envs["CustomResourcesFunction"] == envs["TargetSyncFunction"]
-    assert set(envs["HealthCanaryFunction"]) == {"CANARY_TARGETS", "CANARY_ENDPOINTS", "PROBES_PER_INVOCATION",
-                                                 "PROBE_INTERVAL_MS", "DNS_SERVERS", "METRICS_NAMESPACE"}
+    assert set(envs["HealthCanaryFunction"]) == {"CANARY_TARGETS", "PROBES_PER_INVOCATION", "PROBE_INTERVAL_MS",
+                                                 "SUCCESS_THRESHOLD", "FAILBACK_MINUTES", "DNS_SERVERS", "METRICS_NAMESPACE",
+                                                 "STACK_NAME", "FAILOVER_RECORD_NAME"}
     from_s3 = {**PARAMETERS, "CanaryTargets": "", "CanaryTargetsS3Uri": "s3://b0/endpoints.json"}
     canary = environments(render(from_s3), from_s3, ATTRIBUTES)["HealthCanaryFunction"]
     assert canary["CANARY_TARGETS_S3_URI"] == "s3://b0/endpoints.json" and "CANARY_TARGETS" not in canary
@@ -581,7 +574,7 @@ def test_dashboard_is_json_and_shows_target_sync_by_fleet_totals_and_its_log(syn
     body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
     widgets = json.loads(value_of(body, params, template, held, {}))["widgets"]
     searches = [m[0]["expression"] for w in widgets if w["type"] == "metric" for m in w["properties"]["metrics"]]
-    canary = {"Success", "Latency", "CertificateExpiryDays", "DegradedEndpoints"}
+    canary = {"Success", "Latency", "CertificateExpiryDays", "DegradedEndpoints", "RegionUnhealthy", "UnhealthyEndpoints"}
     sync_searches = [e for e in searches if not set(re.findall(r'MetricName=\\?"(\w+)', e)) <= canary]
     assert sync_searches, searches
     for expression in sync_searches:

@@ -76,3 +76,20 @@ fn a_bad_or_repeated_name_names_the_field_and_the_value() {
         assert!(err.problem.contains(needle), "{err} should say {needle}");
     }
 }
+
+#[test]
+fn the_template_builds_nothing_from_an_endpoint_name() -> Result<(), tether_tests::moto::BoxError> {
+    // One rule for names: the canary's check. The template once built
+    // logical IDs and alarms from a `CanaryEndpoints` list with a pattern of
+    // its own, so a name the canary accepted could never get an alarm.
+    let text = std::fs::read_to_string(tether_tests::moto::workspace_root().join("template.yaml"))?;
+    for needle in [
+        "&{Endpoint}",
+        "Fn::ForEach",
+        "CanaryEndpoints",
+        "CANARY_ENDPOINTS",
+    ] {
+        assert!(!text.contains(needle), "template.yaml has {needle} again");
+    }
+    Ok(())
+}

@@ -1,13 +1,18 @@
 //! health-canary end to end: the built binary under the Runtime API emulator,
 //! moto for CloudWatch, the DNS server fixture for names, and real HTTP and
 //! HTTPS servers on loopback with certificates from a test CA.
+//!
+//! Each invocation covers one whole minute; here a minute is
+//! `CANARY_MINUTE_MS` (10 s unless a test needs longer), so that an
+//! invocation waits at most that long for its minute. The minute's own
+//! behaviour is tested in `canary_minutes.rs`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, Statistic};
 use serde_json::{Value, json};
 use tether_tests::canary::{
-    API, NAMESPACE, Setup, TIMEOUT, endpoint, https_url, ok_invoke, probe_lines,
+    API, MINUTE, NAMESPACE, Setup, TIMEOUT, endpoint, https_url, ok_invoke, probe_lines,
 };
 use tether_tests::dns::Answer;
 use tether_tests::https::{Behaviour, TestCa, TestServer, Unanswering, refused_addr};
@@ -150,8 +155,11 @@ async fn healthy_http_and_https_endpoints_publish_success_latency_and_certificat
             "DegradedEndpoints ",
             "Latency Endpoint=orders-http",
             "Latency Endpoint=orders-https",
+            "RegionUnhealthy ",
+            "SoonestCertificateExpiryDays ",
             "Success Endpoint=orders-http",
             "Success Endpoint=orders-https",
+            "UnhealthyEndpoints FunctionName=health-canary",
         ]
     );
 
@@ -326,8 +334,10 @@ async fn connect_to_keeps_the_url_host_for_sni_and_the_host_header() -> R {
     Ok(())
 }
 
+/// A minute's rounds go out together once the last is in: the minute's
+/// Average is the success ratio, a failed round is retried once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_round_is_published_as_it_ends_and_the_minute_average_is_the_success_ratio() -> R {
+async fn a_minutes_rounds_are_published_together_and_the_average_is_the_success_ratio() -> R {
     let s = Setup::start().await?;
     // Round 2 fails twice: its first attempt and the retry.
     let server = TestServer::http(Behaviour::Statuses(vec![200, 500, 500, 200])).await?;
@@ -341,37 +351,19 @@ async fn every_round_is_published_as_it_ends_and_the_minute_average_is_the_succe
             ],
         ))
         .await?;
-
-    // While the invocation runs, the first round's data must already be in CloudWatch.
-    let watch = async {
-        loop {
-            match s.stat("Success", "flaky", Statistic::SampleCount).await {
-                Ok(Some(n)) => return Ok::<f64, BoxError>(n),
-                Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => return Err(e),
-            }
-        }
-    };
-    let invocation = f.invoke(scheduled_event(), TIMEOUT);
-    tokio::pin!(invocation);
-    let early = tokio::select! {
-        seen = watch => Some(seen?),
-        done = &mut invocation => { done?; None }
-    };
-    let early = early.ok_or("the invocation ended before any metric was visible")?;
-    assert!(early < 3.0, "saw {early} samples while the invocation ran");
-    let out = invocation
-        .await?
-        .result
-        .map_err(|e| format!("invocation failed: {e}\n{}", f.logs()))?;
-
+    let (out, _) = ok_invoke(&f, TIMEOUT).await?;
     assert_eq!(out["rounds"], 3);
+    let flaky = endpoint(&out, "flaky")?;
+    assert_eq!(flaky["outcomes"], json!(["ok", "status", "ok"]));
     assert_eq!(
-        endpoint(&out, "flaky")?["outcomes"],
-        json!(["ok", "status", "ok"])
+        (&flaky["successes"], &flaky["retried"]),
+        (&json!(2), &json!(1))
     );
-    assert_eq!(endpoint(&out, "flaky")?["successes"], 2);
-    assert_eq!(endpoint(&out, "flaky")?["retried"], 1);
+    // 2 of 3 with SUCCESS_THRESHOLD 0.5: healthy.
+    assert_eq!(
+        (&flaky["healthy"], &out["vote"]),
+        (&json!(true), &json!("healthy"))
+    );
     assert_eq!(server.requests().len(), 4);
     let retry_lines = f
         .logs()
@@ -391,66 +383,43 @@ async fn every_round_is_published_as_it_ends_and_the_minute_average_is_the_succe
         Some(2.0)
     );
     let average = s.stat("Success", "flaky", Statistic::Average).await?;
-    // All three rounds fall in one minute unless a minute boundary split them.
-    if let Some(average) = average {
-        assert!((average - 2.0 / 3.0).abs() < 1e-9, "{average}");
-    }
+    assert_eq!(average.map(|a| (a * 3.0).round()), Some(2.0), "{average:?}");
     Ok(())
 }
 
+/// An invocation covers a whole minute or none: with a function timeout too
+/// short for the minute it would cover, no probe runs and it fails, naming
+/// the fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rounds_stop_before_the_lambda_deadline_and_the_invocation_still_answers() -> R {
+async fn a_timeout_too_short_for_a_whole_minute_fails_visibly_without_probing() -> R {
     let s = Setup::start().await?;
-    let hang = TestServer::http(Behaviour::Hang).await?;
     let healthy = TestServer::http(Behaviour::ok()).await?;
-    let targets = json!([
-        {"name": "hang", "url": format!("http://{API}:{}/", hang.port()), "timeout_ms": 1000},
-        {"name": "healthy", "url": format!("http://{API}:{}/", healthy.port()), "timeout_ms": 1000},
-    ]);
+    let targets = json!([{"name": "healthy", "url": format!("http://{API}:{}/", healthy.port()), "timeout_ms": 1000}]);
     let f = s
         .spawn(&s.env(
             &targets,
             &[
                 ("PROBES_PER_INVOCATION", "10"),
                 ("PROBE_INTERVAL_MS", "1500"),
+                ("CANARY_MINUTE_MS", "20000"),
             ],
         ))
         .await?;
-    // 10 rounds take 15 s; the function may run 9 s (3 s are kept for the answer).
-    let function_timeout = Duration::from_secs(9);
-    let (out, inv) = ok_invoke(&f, function_timeout).await?;
-    let rounds = out["rounds"].as_u64().ok_or("rounds")?;
-    assert!((1..10).contains(&rounds), "{out}");
-    assert_eq!(out["rounds_planned"], 10);
-    assert!(
-        out["note"].as_str().is_some_and(|n| n.contains("deadline")),
-        "{out}"
-    );
-    assert!(
-        inv.duration < function_timeout,
-        "answered after {:?}",
-        inv.duration
-    );
-    assert_eq!(
-        endpoint(&out, "healthy")?["successes"].as_u64(),
-        Some(rounds)
-    );
-    assert_eq!(
-        s.stat("Success", "hang", Statistic::SampleCount).await?,
-        Some(rounds as f64),
-        "every round that ran was published"
-    );
-
-    // A function timeout too short for even one round fails visibly.
-    let err = f
-        .invoke(scheduled_event(), Duration::from_secs(4))
-        .await?
+    // The minute's rounds take 15.5 s; the function may run 9 s.
+    let inv = f.invoke(scheduled_event(), Duration::from_secs(12)).await?;
+    let err = inv
         .result
         .err()
-        .ok_or("a run without any round should fail")?;
+        .ok_or("a run without room for its minute should fail")?;
     assert_eq!(err["errorType"], "CanaryFailed");
     let message = err["errorMessage"].as_str().unwrap_or("");
     assert!(message.contains("raise the function timeout"), "{message}");
+    assert!(
+        inv.duration < Duration::from_secs(2),
+        "answered after {:?}",
+        inv.duration
+    );
+    assert_eq!(healthy.connections(), 0, "no partial minute was probed");
     Ok(())
 }
 
@@ -787,11 +756,12 @@ async fn certificate_expiry_is_the_earliest_of_the_chain() -> R {
     Ok(())
 }
 
-/// Every datum carries its round's start as timestamp, not the time it was
+/// Every datum carries its minute's start as timestamp, not the time it was
 /// sent: with an endpoint that answers after 1.5 s, the datapoint moto keeps
-/// is at least 1.5 s older than the end of the invocation.
+/// is at least 1.5 s older than the end of the invocation, and it is the
+/// minute the invocation reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_carry_the_start_of_their_round() -> R {
+async fn data_carry_the_start_of_their_minute() -> R {
     let s = Setup::start().await?;
     let late = TestServer::http(Behaviour::slow(Duration::from_millis(1500))).await?;
     let targets = json!([{"name": "late", "url": format!("http://{API}:{}/", late.port())}]);
@@ -806,9 +776,10 @@ async fn data_carry_the_start_of_their_round() -> R {
         .namespace(NAMESPACE)
         .metric_name("Success")
         .dimensions(Dimension::builder().name("Endpoint").value("late").build())
-        .start_time((before - Duration::from_secs(600)).into())
-        .end_time((after + Duration::from_secs(60)).into())
-        .period(60)
+        // Periods of the canary's (10 s) minute, aligned as its minutes are.
+        .start_time((tether_tests::world::minute_start(before, MINUTE) - MINUTE * 6).into())
+        .end_time((after + MINUTE).into())
+        .period(MINUTE.as_secs() as i32)
         .statistics(Statistic::SampleCount)
         .send()
         .await?;
@@ -817,13 +788,15 @@ async fn data_carry_the_start_of_their_round() -> R {
     let stamp = points[0].timestamp().ok_or("no timestamp")?;
     let stamp = SystemTime::try_from(*stamp)?;
     assert!(
-        stamp >= before - Duration::from_secs(1),
-        "{stamp:?} before the invocation"
+        stamp + MINUTE >= before,
+        "{stamp:?} a minute before the invocation"
     );
     assert!(
         stamp + Duration::from_millis(1500) <= after,
         "{stamp:?} is when the datum was sent"
     );
+    let minute = tether_shared::canary::rfc3339(stamp);
+    assert_eq!(out["minute"].as_str(), Some(minute.as_str()), "{out}");
     Ok(())
 }
 
@@ -911,6 +884,7 @@ async fn an_address_that_never_completes_the_handshake_is_skipped_and_counted_de
         &[
             ("PROBES_PER_INVOCATION", "2"),
             ("PROBE_INTERVAL_MS", "3000"),
+            ("CANARY_MINUTE_MS", "10000"),
         ],
     );
     let f = s.spawn(&env).await?;

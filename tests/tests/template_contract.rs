@@ -76,22 +76,30 @@ async fn every_binary_accepts_the_template_environment_and_feeds_its_alarms() ->
         let local = match binary {
             "target-sync" => env,
             "health-canary" => {
-                let names = vars.get("CANARY_ENDPOINTS").ok_or("no CANARY_ENDPOINTS")?;
+                // The template's endpoints, by name, served on loopback.
+                let rendered: Vec<Value> =
+                    serde_json::from_str(vars.get("CANARY_TARGETS").ok_or("no CANARY_TARGETS")?)?;
                 let port = server.port();
                 let url = format!("https://{HOST}:{port}/");
-                let targets: Vec<Value> = names
-                    .split(',')
-                    .map(|n| {
-                        json!({"name": n, "url": url, "connect_to": format!("127.0.0.1:{port}"),
+                let targets: Vec<Value> = rendered
+                    .iter()
+                    .map(|t| {
+                        json!({"name": t["name"], "url": url, "connect_to": format!("127.0.0.1:{port}"),
                                "ca_bundle": ca.pem()})
                     })
                     .collect();
-                // One round instead of the template's six over a minute.
+                // One round in a 5 s minute instead of the template's six in 60 s.
+                let replaced = [
+                    "CANARY_TARGETS",
+                    "PROBES_PER_INVOCATION",
+                    "CANARY_MINUTE_MS",
+                ];
                 env.into_iter()
-                    .filter(|(k, _)| k != "CANARY_TARGETS" && k != "PROBES_PER_INVOCATION")
+                    .filter(|(k, _)| !replaced.contains(&k.as_str()))
                     .chain([
                         ("CANARY_TARGETS".into(), Value::Array(targets).to_string()),
                         ("PROBES_PER_INVOCATION".into(), "1".into()),
+                        ("CANARY_MINUTE_MS".into(), "5000".into()),
                     ])
                     .collect()
             }

@@ -1,258 +1,186 @@
 //! health-canary: probes private HTTP(S) endpoints from inside the VPC and
-//! publishes the metrics a CloudWatch alarm turns into a Route 53
-//! `CLOUDWATCH_METRIC` health check.
+//! publishes, once per wall-clock minute, the vote of its availability zone
+//! that the region alarm sums and a Route 53 `CLOUDWATCH_METRIC` health
+//! check reads.
 //!
-//! One invocation runs up to `PROBES_PER_INVOCATION` rounds, spaced by
-//! `PROBE_INTERVAL_MS` from round start to round start. In a round every
-//! endpoint is probed concurrently, each bounded by its own timeout; then the
-//! round's metrics of all endpoints go out in one PutMetricData call, so that
-//! an alarm sees a failure within seconds. No round is started that could
-//! not finish (longest timeout plus publishing) before the Lambda deadline.
+//! This module is the invocation's runtime. An invocation covers one whole
+//! minute ([`minute`]): it waits for the minute, runs each round at its
+//! place (every endpoint probed concurrently, each bounded by its own
+//! timeout), and once the last round is in decides the minute
+//! ([`decision`]) and publishes it in one call ([`publish`]). Publishing
+//! comes after the rounds and never delays one: the next round belongs to
+//! the next minute, which the next invocation covers on its own clock.
+//! Beside the last round, the minutes before are read back from CloudWatch
+//! for the failback hold, so that the hold survives a cold start and the
+//! second execution environment that the overlapping invocations use.
 //!
-//! A probe that needed a second address (one refused or never answered the
-//! TCP handshake) is healthy but degraded: its log line names the address,
-//! and the round's `DegradedEndpoints` (no dimension) counts such endpoints.
-//!
-//! An unhealthy endpoint is a metric (`Success` 0), not an error; the
-//! invocation fails only when metrics could not be published (or no round
-//! fitted before the deadline), so that a dead canary is visible.
+//! An unhealthy endpoint is a metric, not an error; the invocation fails
+//! when the minute could not be published, or no minute could be covered,
+//! so that a dead canary is visible in Lambda's `Errors`.
 
 pub mod cert;
 pub mod config;
+pub mod decision;
 pub mod failover;
+pub mod load;
+pub mod minute;
 pub mod probe;
+pub mod publish;
+pub mod report;
 pub mod secrets;
+pub mod settings;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
+use aws_sdk_cloudwatch::primitives::{DateTime, DateTimeFormat};
 use futures_util::future::join_all;
-use lambda_runtime::{Diagnostic, LambdaEvent};
-use serde::Serialize;
+use lambda_runtime::LambdaEvent;
 use serde_json::Value;
-use tokio::time::{sleep_until, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::{error, info, warn};
 
 use crate::deadline::{RESPONSE_MARGIN, lambda_deadline};
 use crate::dns::{HickoryDns, Lookup};
-use crate::metrics::{CloudWatch, Datum, Metrics, Unit};
+use crate::metrics::{CloudWatch, Metrics};
 pub use config::{CanaryConfig, Endpoint, StatusSet};
+pub use decision::{Rule, Vote};
+pub use load::{fetch_targets, read_secrets};
+pub use minute::{Plan, Timing};
 pub use probe::{BuildError, Failure, FailureClass, ProbeResult, Prober};
+pub use publish::{CloudWatchHistory, History};
+pub use report::{CanaryFailed, CanaryReport, EndpointReport};
 pub use secrets::{AwsSecrets, SecretStore, Secrets};
+pub use settings::{Identity, Settings};
 
-/// Time kept for publishing a round's metrics, on top of the margin
-/// the deadline margin keeps for the response.
-pub const PUBLISH_MARGIN: Duration = Duration::from_secs(1);
+/// How long reading back the earlier minutes may take; it runs beside the
+/// last round, so that it delays nothing when it is quicker.
+pub const HISTORY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Metric names and the dimension, as the alarms use them.
-pub const METRIC_SUCCESS: &str = "Success";
-pub const METRIC_LATENCY: &str = "Latency";
-pub const METRIC_CERT_EXPIRY: &str = "CertificateExpiryDays";
-/// Per round, without dimension: endpoints that answered, but only after an
-/// address did not accept a connection (one dead node of several).
-pub const METRIC_DEGRADED: &str = "DegradedEndpoints";
-pub const DIMENSION: &str = "Endpoint";
+/// The event field that carries the Scheduler's due time (the schedule's
+/// input: `{"scheduled_time": "<aws.scheduler.scheduled-time>"}`).
+pub const SCHEDULED_TIME: &str = "scheduled_time";
 
-/// The round's metrics, all stamped with the round's start `at`: per
-/// endpoint `Success` (1 or 0), `Latency` (ms, on success) and
-/// `CertificateExpiryDays` (https, once the certificates came: the earliest
-/// expiry of the chain); and `DegradedEndpoints` for the round.
-pub fn round_data(round: &[(&Endpoint, &ProbeResult)], at: SystemTime) -> Vec<Datum> {
-    let mut data = Vec::with_capacity(round.len() * 3 + 1);
-    for (endpoint, result) in round {
-        let dims = [(DIMENSION, endpoint.name.clone())];
-        let ok = result.is_ok();
-        data.push(Datum::new(
-            METRIC_SUCCESS,
-            &dims,
-            Unit::Count,
-            if ok { 1.0 } else { 0.0 },
-        ));
-        if ok {
-            let ms = (result.latency.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
-            data.push(Datum::new(METRIC_LATENCY, &dims, Unit::Milliseconds, ms));
-        }
-        if let Some(days) = result.cert_expiry_days {
-            data.push(Datum::new(METRIC_CERT_EXPIRY, &dims, Unit::None, days));
-        }
-    }
-    let degraded = round.iter().filter(|(_, r)| r.is_degraded()).count();
-    data.push(Datum::count(METRIC_DEGRADED, &[], degraded));
-    data.into_iter().map(|d| d.at(at)).collect()
+/// One probe of one endpoint, as the runtime calls it.
+pub trait Probe: Send + Sync {
+    /// Probes endpoint `index` (of the configuration) in round `round`.
+    fn probe(
+        &self,
+        index: usize,
+        endpoint: &Endpoint,
+        round: u32,
+    ) -> impl Future<Output = ProbeResult> + Send;
 }
 
-/// What one endpoint's probes of this invocation found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EndpointReport {
-    pub name: String,
-    /// Per round: `ok` or the failure class.
-    pub outcomes: Vec<&'static str>,
-    pub successes: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<u16>,
-    /// Latency of the last probe, in ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_latency_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_failure: Option<Failure>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cert_expiry_days: Option<f64>,
-    /// Rounds that succeeded only after an address did not connect.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub degraded: u32,
-    /// Rounds whose first attempt failed and were retried.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub retried: u32,
-    /// `h2` or `http/1.1` (the last connection's).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<&'static str>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-/// What the invocation did; its response.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CanaryReport {
-    pub rounds_planned: u32,
-    pub rounds: u32,
-    pub endpoints: Vec<EndpointReport>,
-    /// Why fewer rounds than planned ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub metrics_errors: Vec<String>,
-}
-
-impl CanaryReport {
-    /// What makes the invocation fail: unpublished metrics, or no round.
-    pub fn failures(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .metrics_errors
-            .iter()
-            .map(|e| format!("metrics not published: {e}"))
-            .collect();
-        if self.rounds == 0 {
-            out.push(
-                self.note
-                    .clone()
-                    .unwrap_or_else(|| "no probe round ran".to_owned()),
-            );
-        }
-        out
-    }
-}
-
-/// The invocation failed; carries the report.
-#[derive(thiserror::Error)]
-#[error("{}", self.summary())]
-pub struct CanaryFailed(pub CanaryReport);
-
-impl CanaryFailed {
-    fn summary(&self) -> String {
-        format!(
-            "health-canary failed after {} of {} rounds: {}",
-            self.0.rounds,
-            self.0.rounds_planned,
-            self.0.failures().join("; ")
-        )
-    }
-}
-
-/// The runtime logs a failed invocation's error with `Debug`: make that the
-/// readable summary.
-impl std::fmt::Debug for CanaryFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.summary())
-    }
-}
-
-impl From<CanaryFailed> for Diagnostic {
-    fn from(e: CanaryFailed) -> Self {
-        Diagnostic {
-            error_type: "CanaryFailed".into(),
-            error_message: e.to_string(),
-        }
+impl<L: Lookup + 'static> Probe for Prober<L> {
+    fn probe(
+        &self,
+        index: usize,
+        endpoint: &Endpoint,
+        round: u32,
+    ) -> impl Future<Output = ProbeResult> + Send {
+        Prober::probe(self, index, endpoint, round)
     }
 }
 
 /// The canary with its clients, built once per cold start.
-pub struct Canary<M, L> {
+pub struct Canary<P, M, H> {
     pub config: CanaryConfig,
-    prober: Prober<L>,
+    pub settings: Settings,
+    prober: P,
     pub metrics: M,
+    history: H,
+    /// Minutes in which this execution environment found an endpoint
+    /// unhealthy (the hold's fallback when CloudWatch cannot be read).
+    memory: Mutex<Vec<SystemTime>>,
 }
 
-pub type AwsCanary = Canary<CloudWatch, HickoryDns>;
-
-/// Reads `CANARY_TARGETS_S3_URI`'s object (at most 1 MiB) at cold start.
-pub async fn fetch_targets(sdk: &SdkConfig, uri: config::S3Uri) -> Result<String, String> {
-    const MAX: u64 = 1024 * 1024;
-    let out = crate::aws::s3_client(sdk)
-        .get_object()
-        .bucket(&uri.bucket)
-        .key(&uri.key)
-        .send()
-        .await
-        .map_err(|e| {
-            crate::aws::AwsError::from_sdk("s3:GetObject", uri.to_string(), &e).to_string()
-        })?;
-    let bytes = match crate::aws::read_bounded(out, MAX).await? {
-        crate::aws::Bounded::Read(bytes) => bytes,
-        crate::aws::Bounded::TooLarge(_) => {
-            return Err(format!("the object is larger than {MAX} bytes"));
-        }
-    };
-    String::from_utf8(bytes).map_err(|_| "the object is not UTF-8 text".to_owned())
-}
-
-/// Reads the secret header values (Secrets Manager, SSM), with clients
-/// built only when some header needs them (and kept to read them again).
-pub async fn read_secrets(
-    config: &CanaryConfig,
-    sdk: &SdkConfig,
-) -> Result<Secrets, crate::config::ConfigError> {
-    if config.endpoints.iter().all(|e| e.secret_headers.is_empty()) {
-        return Ok(Secrets::none());
-    }
-    Secrets::read(config, AwsSecrets::new(sdk)).await
-}
+pub type AwsCanary = Canary<Prober<HickoryDns>, CloudWatch, CloudWatchHistory>;
 
 impl AwsCanary {
-    /// hickory-resolver for names, CloudWatch for metrics.
+    /// hickory-resolver for names, CloudWatch for metrics and history.
     pub fn from_sdk(
         config: CanaryConfig,
+        settings: Settings,
         secrets: Secrets,
         sdk: &SdkConfig,
     ) -> Result<Self, lambda_runtime::Error> {
         let dns = HickoryDns::new(&config.dns)?;
-        let metrics = CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk));
-        Ok(Canary::new(config, secrets, dns, metrics)?)
+        let prober = Prober::new(&config.endpoints, Arc::new(dns), secrets)?;
+        let client = aws_sdk_cloudwatch::Client::new(sdk);
+        Ok(Canary::new(
+            config,
+            settings,
+            prober,
+            CloudWatch::new(client.clone()),
+            CloudWatchHistory::new(client),
+        ))
     }
 }
 
-impl<M: Metrics, L: Lookup + 'static> Canary<M, L> {
+/// The time the schedule was due, from the event; `Err` when the field is
+/// there but is not an RFC 3339 time.
+pub fn scheduled_time(event: &Value) -> Result<Option<SystemTime>, String> {
+    let Some(field) = event.get(SCHEDULED_TIME) else {
+        return Ok(None);
+    };
+    let text = field.as_str().unwrap_or_default();
+    DateTime::from_str(text, DateTimeFormat::DateTime)
+        .ok()
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "{SCHEDULED_TIME} {} is not an RFC 3339 time",
+                crate::fields::show(field)
+            )
+        })
+}
+
+/// A time as RFC 3339 (`2026-11-24T12:01:00Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    DateTime::from(t)
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap_or_else(|_| format!("{} ms", minute::millis(t)))
+}
+
+impl<P: Probe, M: Metrics, H: History> Canary<P, M, H> {
     pub fn new(
         config: CanaryConfig,
-        secrets: Secrets,
-        dns: L,
+        settings: Settings,
+        prober: P,
         metrics: M,
-    ) -> Result<Self, BuildError> {
-        let prober = Prober::new(&config.endpoints, Arc::new(dns), secrets)?;
-        Ok(Self {
+        history: H,
+    ) -> Self {
+        Self {
             config,
+            settings,
             prober,
             metrics,
-        })
+            history,
+            memory: Mutex::new(Vec::new()),
+        }
     }
 
-    /// The Lambda handler: any event (the schedule's) starts one run.
+    /// The Lambda handler: the event's `scheduled_time` names the minute it
+    /// was due in; any other event covers the first minute it can.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<CanaryReport, CanaryFailed> {
-        let report = self
-            .run(lambda_deadline(event.context.deadline, RESPONSE_MARGIN))
+        let deadline = lambda_deadline(event.context.deadline, RESPONSE_MARGIN);
+        let (scheduled, problem) = match scheduled_time(&event.payload) {
+            Ok(t) => (t, None),
+            Err(e) => {
+                warn!(error = %e, "the event's due time is unreadable; covering the first minute that can be covered whole");
+                (None, Some(e))
+            }
+        };
+        let mut report = self
+            .run(SystemTime::now(), scheduled, Instant::from_std(deadline))
             .await;
+        if report.note.is_none() {
+            report.note = problem;
+        }
         if report.failures().is_empty() {
             Ok(report)
         } else {
@@ -260,110 +188,211 @@ impl<M: Metrics, L: Lookup + 'static> Canary<M, L> {
         }
     }
 
-    /// Runs the rounds that fit before `deadline` (by which the last
-    /// metrics must be out).
-    pub async fn run(&self, deadline: Instant) -> CanaryReport {
-        let deadline = tokio::time::Instant::from_std(deadline);
+    /// Covers the minute an invocation arriving at `now` (the wall clock at
+    /// the call, paired with the tokio clock's now) and due at `scheduled`
+    /// covers, publishing before `deadline`.
+    pub async fn run(
+        &self,
+        now: SystemTime,
+        scheduled: Option<SystemTime>,
+        deadline: Instant,
+    ) -> CanaryReport {
+        let origin = Instant::now();
+        let instant = |t: SystemTime| origin + t.duration_since(now).unwrap_or_default();
+        let timing = self.settings.timing;
         let endpoints = &self.config.endpoints;
-        let planned = self.config.probes_per_invocation;
-        let round_length = self.config.longest_timeout() + PUBLISH_MARGIN;
         let mut report = CanaryReport {
-            rounds_planned: planned,
-            rounds: 0,
+            scheduled: scheduled.map(rfc3339),
+            rounds_planned: timing.rounds,
             endpoints: endpoints
                 .iter()
-                .map(|e| EndpointReport {
-                    name: e.name.clone(),
-                    outcomes: Vec::new(),
-                    successes: 0,
-                    last_status: None,
-                    last_latency_ms: None,
-                    last_failure: None,
-                    cert_expiry_days: None,
-                    degraded: 0,
-                    retried: 0,
-                    protocol: None,
-                })
+                .map(|e| EndpointReport::new(&e.name))
                 .collect(),
-            note: None,
-            metrics_errors: Vec::new(),
+            ..CanaryReport::default()
         };
-        let start = tokio::time::Instant::now();
-        for round in 0..planned {
-            let scheduled = start + self.config.probe_interval * round;
-            let begin = scheduled.max(tokio::time::Instant::now());
-            if begin + round_length > deadline {
+        let plan = match timing.plan(now, scheduled) {
+            Ok(plan) => plan,
+            Err(late) => {
                 let note = format!(
-                    "stopped after {round} of {planned} rounds: the next round (up to {} ms with publishing) would not finish before the Lambda deadline",
-                    round_length.as_millis()
+                    "arrived {} ms after minute {} began, later than the {} ms its first round may start late: this function has no vote in that minute",
+                    late.late_by.as_millis(),
+                    rfc3339(late.minute),
+                    timing.grace().as_millis()
                 );
-                warn!(rounds = round, planned, "{note}");
+                warn!(minute = %rfc3339(late.minute), "{note}");
+                report.minute = Some(rfc3339(late.minute));
                 report.note = Some(note);
-                break;
+                return report;
             }
-            sleep_until(begin).await;
-            let started_at = SystemTime::now();
-            let results = join_all(
+        };
+        report.minute = Some(rfc3339(plan.minute));
+        report.waited_ms = plan.rounds[0]
+            .duration_since(now)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        if instant(plan.publish_by) > deadline {
+            let note = format!(
+                "the Lambda deadline comes before minute {} can be covered and published (by {}): raise the function timeout (an invocation waits up to a minute for its minute, then probes it)",
+                rfc3339(plan.minute),
+                rfc3339(plan.publish_by)
+            );
+            warn!("{note}");
+            report.note = Some(note);
+            return report;
+        }
+        let last = plan.rounds.len() - 1;
+        let mut history = None;
+        for (k, start) in plan.rounds.iter().enumerate() {
+            sleep_until(instant(*start)).await;
+            let round = join_all(
                 endpoints
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| self.probe_logged(round, i, e)),
-            )
-            .await;
-            report.rounds += 1;
-            let pairs: Vec<(&Endpoint, &ProbeResult)> = endpoints.iter().zip(&results).collect();
-            let data = round_data(&pairs, started_at);
-            let published = timeout_at(
-                deadline,
-                self.metrics.publish(&self.config.namespace, &data),
+                    .map(|(i, e)| self.probe_logged(k as u32, i, e)),
             );
-            match published.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    error!(round, error = %e, "metrics not published");
-                    report
-                        .metrics_errors
-                        .push(format!("round {}: {e}", round + 1));
-                }
-                Err(_) => {
-                    error!(round, "metrics not published before the deadline");
-                    report.metrics_errors.push(format!(
-                        "round {}: PutMetricData did not finish before the Lambda deadline",
-                        round + 1
-                    ));
-                }
-            }
+            let results = if k == last {
+                let (results, read) = tokio::join!(round, self.read_history(plan.minute, deadline));
+                history = Some(read);
+                results
+            } else {
+                round.await
+            };
+            report.rounds += 1;
             for (entry, result) in report.endpoints.iter_mut().zip(results) {
-                entry.outcomes.push(result.outcome_name());
-                entry.successes += u32::from(result.is_ok());
-                entry.last_status = result.status;
-                entry.last_latency_ms = Some(result.latency.as_millis() as u64);
-                entry.cert_expiry_days = result.cert_expiry_days.or(entry.cert_expiry_days);
-                entry.degraded += u32::from(result.is_degraded());
-                entry.retried += u32::from(result.attempts > 1);
-                entry.protocol = result.protocol.or(entry.protocol);
-                entry.last_failure = result.outcome.err();
+                entry.add(result);
             }
         }
-        if report.rounds == 0 && report.note.is_some() {
-            report.note = Some(format!(
-                "no round fits before the Lambda deadline: a round takes up to {} ms (longest timeout_ms plus publishing) and 3 s are kept for the response; raise the function timeout",
-                round_length.as_millis()
-            ));
-        }
+        self.decide_and_publish(&plan, history, deadline, &mut report)
+            .await;
         info!(
+            minute = report.minute.as_deref(),
+            waited_ms = report.waited_ms,
+            vote = report.vote,
+            held = report.held,
             rounds = report.rounds,
-            planned,
             endpoints = endpoints.len(),
-            healthy = report
-                .endpoints
-                .iter()
-                .filter(|e| e.outcomes.last() == Some(&"ok"))
-                .count(),
+            unhealthy = report.unhealthy.len(),
             degraded = report.endpoints.iter().filter(|e| e.degraded > 0).count(),
-            "canary run done"
+            "canary minute done"
         );
         report
+    }
+
+    /// The minute's decision, remembered, and its data published.
+    async fn decide_and_publish(
+        &self,
+        plan: &Plan,
+        history: Option<Result<Vec<SystemTime>, String>>,
+        deadline: Instant,
+        report: &mut CanaryReport,
+    ) {
+        let rule = &self.settings.rule;
+        for e in &mut report.endpoints {
+            e.healthy = rule.healthy(e.successes);
+        }
+        report.unhealthy = report
+            .endpoints
+            .iter()
+            .filter(|e| !e.healthy)
+            .map(|e| e.name.clone())
+            .collect();
+        let unhealthy_now = !report.unhealthy.is_empty();
+        let mut known = self
+            .memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match history {
+            Some(Ok(minutes)) => known.extend(minutes),
+            Some(Err(e)) => {
+                warn!(error = %e, "earlier minutes not read back; the hold uses this environment's memory");
+                report.history_error = Some(e);
+            }
+            None => {}
+        }
+        let vote = decision::vote(
+            rule,
+            plan.minute,
+            self.settings.timing.minute,
+            unhealthy_now,
+            &known,
+        );
+        self.remember(plan.minute, unhealthy_now);
+        report.vote = Some(if vote.is_healthy() {
+            "healthy"
+        } else {
+            "unhealthy"
+        });
+        report.held = vote == Vote::Unhealthy { held: true };
+        let data = publish::minute_data(
+            plan.minute,
+            &report.endpoints,
+            vote,
+            &self.settings.identity,
+        );
+        let minute = rfc3339(plan.minute);
+        match timeout_at(
+            deadline,
+            self.metrics.publish(&self.config.namespace, &data),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!(minute, error = %e, "metrics not published");
+                report.metrics_errors.push(format!("minute {minute}: {e}"));
+            }
+            Err(_) => {
+                error!(minute, "metrics not published before the deadline");
+                report.metrics_errors.push(format!(
+                    "minute {minute}: PutMetricData did not finish before the Lambda deadline"
+                ));
+            }
+        }
+    }
+
+    /// The minutes before `minute` that the hold looks at, in which this
+    /// function found an endpoint unhealthy (none to read without a hold or
+    /// a function name).
+    async fn read_history(
+        &self,
+        minute: SystemTime,
+        deadline: Instant,
+    ) -> Result<Vec<SystemTime>, String> {
+        let back = self.settings.rule.failback_minutes - 1;
+        let Some(function) = &self.settings.identity.function else {
+            return Ok(Vec::new());
+        };
+        if back == 0 {
+            return Ok(Vec::new());
+        }
+        let len = self.settings.timing.minute;
+        let read = self.history.unhealthy_minutes(
+            &self.config.namespace,
+            function,
+            minute - len * back,
+            minute,
+            len,
+        );
+        let until = deadline.min(Instant::now() + HISTORY_TIMEOUT);
+        match timeout_at(until, read).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "cloudwatch:GetMetricData did not answer within {} ms",
+                HISTORY_TIMEOUT.as_millis()
+            )),
+        }
+    }
+
+    /// Keeps `minute` if it had an unhealthy endpoint, and forgets minutes
+    /// older than the hold looks back.
+    fn remember(&self, minute: SystemTime, unhealthy: bool) {
+        let window = self.settings.timing.minute * self.settings.rule.failback_minutes;
+        let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        memory.retain(|m| minute.duration_since(*m).is_ok_and(|ago| ago < window));
+        if unhealthy {
+            memory.push(minute);
+        }
     }
 
     /// One probe, with its log lines.
@@ -375,101 +404,4 @@ impl<M: Metrics, L: Lookup + 'static> Canary<M, L> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn endpoint(name: &str) -> Endpoint {
-        Endpoint::from_json("T", &json!({"name": name, "url": "https://a.example/"})).unwrap()
-    }
-
-    fn result(ok: bool, expiry: Option<f64>) -> ProbeResult {
-        ProbeResult {
-            outcome: if ok {
-                Ok(())
-            } else {
-                Err(Failure {
-                    class: FailureClass::Status,
-                    message: "status 500".into(),
-                    snippet: None,
-                })
-            },
-            status: Some(if ok { 200 } else { 500 }),
-            latency: Duration::from_micros(12_345),
-            cert_expiry_days: expiry,
-            attempts: 1,
-            first_failure: None,
-            unreachable: Vec::new(),
-            address: None,
-            protocol: Some("h2"),
-        }
-    }
-
-    #[test]
-    fn round_data_has_success_for_all_latency_for_successes_and_expiry_when_known() {
-        let (a, b, c) = (endpoint("a"), endpoint("b"), endpoint("c"));
-        let (ra, rb, rc) = (
-            result(true, Some(30.5)),
-            result(false, Some(2.0)),
-            result(false, None),
-        );
-        let mut rd = result(true, None);
-        rd.unreachable = vec!["10.0.0.1:443: refused".into()];
-        let d = endpoint("d");
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut data = round_data(&[(&a, &ra), (&b, &rb), (&c, &rc), (&d, &rd)], at);
-        assert!(data.iter().all(|d| d.timestamp == Some(at)), "{data:?}");
-        let degraded = data.pop().unwrap();
-        assert_eq!(
-            (
-                degraded.name,
-                degraded.dimensions.len(),
-                degraded.values.clone()
-            ),
-            ("DegradedEndpoints", 0, vec![(1.0, 1.0)])
-        );
-        data.retain(|x| x.dimensions[0].1 != "d");
-        type Seen<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
-        let seen: Vec<Seen> = data
-            .iter()
-            .map(|d| (d.name, d.dimensions[0].1.as_str(), d.values.clone()))
-            .collect();
-        assert_eq!(
-            seen,
-            [
-                ("Success", "a", vec![(1.0, 1.0)]),
-                ("Latency", "a", vec![(12.3, 1.0)]),
-                ("CertificateExpiryDays", "a", vec![(30.5, 1.0)]),
-                ("Success", "b", vec![(0.0, 1.0)]),
-                ("CertificateExpiryDays", "b", vec![(2.0, 1.0)]),
-                ("Success", "c", vec![(0.0, 1.0)]),
-            ]
-        );
-        assert!(
-            data.iter()
-                .all(|d| d.dimensions.len() == 1 && d.dimensions[0].0 == "Endpoint")
-        );
-        assert_eq!(data[1].unit, Unit::Milliseconds);
-    }
-
-    #[test]
-    fn a_report_fails_only_on_metrics_or_no_round() {
-        let mut r = CanaryReport {
-            rounds_planned: 2,
-            rounds: 2,
-            endpoints: vec![],
-            note: None,
-            metrics_errors: vec![],
-        };
-        assert!(r.failures().is_empty());
-        r.metrics_errors.push("round 1: denied".into());
-        let failed = CanaryFailed(r.clone());
-        assert_eq!(
-            format!("{failed:?}"),
-            "health-canary failed after 2 of 2 rounds: metrics not published: round 1: denied"
-        );
-        r.metrics_errors.clear();
-        r.rounds = 0;
-        assert_eq!(r.failures().len(), 1);
-    }
-}
+mod tests;

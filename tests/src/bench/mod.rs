@@ -76,8 +76,38 @@ pub fn render(sections: &[Section], machine: &str) -> String {
 pub async fn run_all() -> Result<Vec<Section>, BoxError> {
     let mut sections = target_sync::run().await?;
     sections.extend(canary::run().await?);
+    sections.push(template()?);
     sections.push(artifacts()?);
     Ok(sections)
+}
+
+/// The template's size against CloudFormation's quota for a template body
+/// passed inline (51,200 bytes; 1 MB from S3, as `sam deploy` passes it).
+fn template() -> Result<Section, BoxError> {
+    const INLINE: u64 = 51_200;
+    let path = crate::moto::workspace_root().join("template.yaml");
+    let size = std::fs::metadata(&path)?.len();
+    let mut s = Section::new(
+        "template.yaml",
+        "The template as written (only the SAM transform, no Fn::ForEach): its size against CloudFormation's \
+         quota for a template body passed inline, without S3.",
+    );
+    s.row(
+        "size",
+        format!("{size} bytes"),
+        &if size <= INLINE {
+            format!(
+                "{} bytes under the {INLINE}-byte inline quota",
+                INLINE - size
+            )
+        } else {
+            format!(
+                "{} bytes over the {INLINE}-byte inline quota: deploy from S3 (sam deploy does)",
+                size - INLINE
+            )
+        },
+    );
+    Ok(s)
 }
 
 /// The arm64 `bootstrap` files that `sam build` (`make build`) produced.

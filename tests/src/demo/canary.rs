@@ -1,7 +1,8 @@
 //! The health-canary part of the demo: a private HTTPS endpoint (certificate
-//! from a private CA) probed three times per invocation, healthy, then
-//! failing, then taken down; per tick the probes and the success ratio the
-//! alarm averages.
+//! from a private CA) probed three times per minute, healthy, then failing,
+//! then taken down; per minute the probes, the decision and the vote the
+//! region alarm sums. A "minute" here is 4 s (`CANARY_MINUTE_MS`), so that
+//! the demo does not take five real minutes.
 
 use std::time::{Duration, SystemTime};
 
@@ -13,7 +14,7 @@ use crate::dns::{Answer, DnsServer};
 use crate::https::{Behaviour, TestCa, TestServer};
 use crate::lambda::{FunctionProcess, function_binary};
 use crate::moto::{BoxError, Moto};
-use crate::world::{ips, scheduled_event};
+use crate::world::{due_event, ips, minute_start};
 
 const NAME: &str = "orders.internal.example.test";
 const NAMESPACE: &str = "Tether/Demo";
@@ -28,6 +29,9 @@ pub fn targets(url: &str, ca_pem: &str) -> Value {
         "body_contains": "healthy", "timeout_ms": 1000,
     }])
 }
+
+/// The demo's minute.
+const MINUTE: Duration = Duration::from_secs(4);
 
 pub async fn run() -> Result<(), BoxError> {
     heading("health-canary: a private endpoint probed every second, then taken down");
@@ -44,7 +48,9 @@ pub async fn run() -> Result<(), BoxError> {
     );
     println!("endpoint  {url} (certificate from a private CA, 60 days left)");
     println!(
-        "canary    3 probes per invocation, 1 s apart, timeout 1 s, expects 2xx and \"healthy\"\n"
+        "canary    3 probes per minute (a 4 s minute here), 1 s apart, timeout 1 s, expects 2xx and \"healthy\";\n          \
+         an endpoint is unhealthy in a minute with fewer than 2 good probes, and the vote stays\n          \
+         unhealthy until 3 good minutes in a row\n"
     );
 
     let targets = targets(&url, ca.pem());
@@ -55,13 +61,17 @@ pub async fn run() -> Result<(), BoxError> {
         ("PROBE_INTERVAL_MS", "1000".into()),
         ("DNS_SERVERS", dns.addr().to_string()),
         ("METRICS_NAMESPACE", NAMESPACE.into()),
+        ("CANARY_MINUTE_MS", MINUTE.as_millis().to_string()),
+        ("STACK_NAME", "demo".into()),
     ] {
         env.push((k.to_owned(), v));
     }
     let f = FunctionProcess::spawn(&function_binary("health-canary"), &env).await?;
 
     let mut server = Some(server);
-    let steps: [(&str, Option<Behaviour>, bool); 5] = [
+    // Each tick is due in one minute and covers the next, as the Scheduler's are.
+    let first_due = minute_start(SystemTime::now(), MINUTE);
+    let steps: [(&str, Option<Behaviour>, bool); 7] = [
         ("the service is healthy", None, false),
         ("still healthy", None, false),
         (
@@ -69,12 +79,14 @@ pub async fn run() -> Result<(), BoxError> {
             Some(Behaviour::status(503, "unavailable")),
             false,
         ),
+        ("the service is back", Some(Behaviour::ok()), false),
+        ("still up", None, false),
+        ("still up: the third good minute in a row", None, false),
         (
             "the service is taken down: nothing listens on the port",
             None,
             true,
         ),
-        ("still down", None, false),
     ];
     for (n, (what, behaviour, take_down)) in steps.into_iter().enumerate() {
         if let (Some(b), Some(s)) = (behaviour, &server) {
@@ -83,10 +95,22 @@ pub async fn run() -> Result<(), BoxError> {
         if take_down && let Some(s) = server.take() {
             s.stop().await;
         }
-        let inv = f.invoke(scheduled_event(), Duration::from_secs(30)).await?;
-        println!("tick {}: {what}", n + 1);
+        let due = first_due + MINUTE * n as u32;
+        let inv = f.invoke(due_event(due), Duration::from_secs(30)).await?;
+        println!("minute {}: {what}", n + 1);
         match &inv.result {
-            Ok(out) => print_tick(&out["endpoints"][0]),
+            Ok(out) => {
+                print_tick(&out["endpoints"][0]);
+                let held = if out["held"] == true {
+                    " (held: failback waits for 3 good minutes)"
+                } else {
+                    ""
+                };
+                println!(
+                    "  vote          {}{held}\n",
+                    out["vote"].as_str().unwrap_or("?")
+                );
+            }
             Err(e) => println!("  the invocation FAILED: {}", e["errorMessage"]),
         }
     }
@@ -95,34 +119,35 @@ pub async fn run() -> Result<(), BoxError> {
     let stats = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await)
         .get_metric_statistics()
         .namespace(NAMESPACE)
-        .metric_name("Success")
-        .dimensions(
-            Dimension::builder()
-                .name("Endpoint")
-                .value(ENDPOINT)
-                .build(),
-        )
-        .start_time((now - Duration::from_secs(600)).into())
-        .end_time((now + Duration::from_secs(60)).into())
-        .period(60)
-        .statistics(Statistic::Average)
-        .statistics(Statistic::SampleCount)
+        .metric_name("RegionUnhealthy")
+        .dimensions(Dimension::builder().name("Stack").value("demo").build())
+        .start_time((first_due - MINUTE).into())
+        .end_time((now + MINUTE).into())
+        .period(MINUTE.as_secs() as i32)
+        .statistics(Statistic::Sum)
         .send()
         .await?;
     println!(
-        "\nCloudWatch {NAMESPACE} Success{{Endpoint={ENDPOINT}}}, per minute (what the alarm reads):"
+        "CloudWatch {NAMESPACE} RegionUnhealthy{{Stack=demo}}, Sum per minute (what Route 53 reads):"
     );
-    for d in stats.datapoints() {
+    let mut points = stats.datapoints().to_vec();
+    points.sort_by_key(|d| d.timestamp().map(|t| t.secs()));
+    for d in points {
+        let sum = d.sum().unwrap_or_default();
         println!(
-            "  {} average {:.2} over {} probes",
+            "  {} {sum:+.0}  {}",
             d.timestamp().map_or("?".into(), |t| t.to_string()),
-            d.average().unwrap_or_default(),
-            d.sample_count().unwrap_or_default()
+            if sum > 0.0 {
+                "unhealthy: Route 53 answers the other region"
+            } else {
+                "healthy"
+            }
         );
     }
     println!(
-        "an alarm on Average below a threshold (say 0.5) for one 60 s period turns the Route 53 \
-         CLOUDWATCH_METRIC health check unhealthy, and the failover record answers SECONDARY."
+        "one canary per availability zone adds its vote to the same Sum: above 0 (most zones \
+         unhealthy) the region alarm breaches, and the CLOUDWATCH_METRIC health check behind the \
+         failover record turns unhealthy."
     );
     Ok(())
 }
