@@ -198,33 +198,34 @@ impl Pacer {
         if !self.refill.is_finite() {
             return usize::MAX;
         }
-        let (tokens, at) = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = tokio::time::Instant::now();
-        let tokens =
-            (tokens + now.saturating_duration_since(at).as_secs_f64() * self.refill).min(self.size);
+        let tokens = self.tokens_at(tokio::time::Instant::now());
         (tokens + self.refill * window.as_secs_f64()).max(0.0).floor() as usize
+    }
+
+    fn tokens_at(&self, now: tokio::time::Instant) -> f64 {
+        let (tokens, at) = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (tokens + now.saturating_duration_since(at).as_secs_f64() * self.refill).min(self.size)
+    }
+
+    /// Takes a token at `now` if there is one; else how long until there is.
+    fn try_take(&self, now: tokio::time::Instant) -> Result<(), Duration> {
+        if !self.refill.is_finite() {
+            return Ok(());
+        }
+        let tokens = self.tokens_at(now);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if tokens >= 1.0 {
+            *state = (tokens - 1.0, now);
+            Ok(())
+        } else {
+            *state = (tokens, now);
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.refill))
+        }
     }
 
     /// Waits until a call may be made, and takes its token.
     pub async fn take(&self) {
-        loop {
-            let wait = {
-                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let now = tokio::time::Instant::now();
-                let (tokens, at) = *state;
-                let tokens = if self.refill.is_finite() {
-                    (tokens + now.saturating_duration_since(at).as_secs_f64() * self.refill)
-                        .min(self.size)
-                } else {
-                    f64::INFINITY
-                };
-                if tokens >= 1.0 {
-                    *state = (tokens - 1.0, now);
-                    return;
-                }
-                *state = (tokens, now);
-                Duration::from_secs_f64((1.0 - tokens) / self.refill)
-            };
+        while let Err(wait) = self.try_take(tokio::time::Instant::now()) {
             tokio::time::sleep(wait).await;
         }
     }
@@ -336,21 +337,23 @@ impl AwsError {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn the_pacer_gives_its_burst_then_its_rate() {
+    #[test]
+    fn the_pacer_gives_its_burst_then_its_rate() {
         let pacer = Pacer::new(limits::ELB_DESCRIBE, 0.5);
         assert_eq!((pacer.burst(), pacer.rate()), (20.0, 5.0));
-        let start = tokio::time::Instant::now();
+        let t0 = pacer.state.lock().unwrap().1;
         for _ in 0..20 {
-            pacer.take().await;
+            assert_eq!(pacer.try_take(t0), Ok(()), "the burst is free");
         }
-        assert_eq!(start.elapsed(), Duration::ZERO, "the burst is free");
-        for _ in 0..10 {
-            pacer.take().await;
-        }
-        let took = start.elapsed().as_secs_f64();
-        assert!((1.9..=2.1).contains(&took), "10 more at 5 per second: {took}");
-        assert_eq!(pacer.budget(Duration::from_secs(45)), 225, "empty, then 45 s at 5/s");
+        assert_eq!(pacer.try_take(t0), Err(Duration::from_millis(200)));
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!((0..11).filter(|_| pacer.try_take(later).is_ok()).count(), 10);
+        assert_eq!(pacer.tokens_at(later), 0.0);
+        let budget = |window| {
+            let tokens = pacer.tokens_at(later);
+            (tokens + pacer.rate() * f64::from(window)).floor() as usize
+        };
+        assert_eq!(budget(45), 225, "empty, then 45 s at 5 per second");
         assert_eq!(Pacer::unlimited().budget(Duration::ZERO), usize::MAX);
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use aws_smithy_mocks::{RuleMode, mock};
 use serde_json::json;
-use tether_shared::aws::{AwsError, s3_client};
+use tether_shared::aws::{AwsError, SyncClients, s3_client};
 use tether_shared::config::Vars;
 use tether_shared::dns::HickoryDns;
 use tether_shared::metrics::CloudWatch;
@@ -38,8 +38,17 @@ fn config(w: &World, tg: &str) -> Result<SyncConfig, BoxError> {
     Ok(SyncConfig::from_vars(&vars)?)
 }
 
+fn clients(w: &World) -> SyncClients {
+    SyncClients::new(&w.sdk)
+}
+
 fn interfaces(w: &World) -> Ec2Interfaces {
-    Ec2Interfaces::new(w.ec2.clone(), w.elb.clone())
+    Ec2Interfaces::new(&clients(w), None)
+}
+
+/// Clients whose ELB answers come from `elb` (aws-smithy-mocks).
+fn with_elb(w: &World, elb: elbv2::Client) -> SyncClients {
+    SyncClients { elb, ..clients(w) }
 }
 
 /// The real S3 store, with another run's write landing between this run's
@@ -70,7 +79,9 @@ impl StateStore for Racing {
             competitor
                 .seen
                 .insert(std::net::IpAddr::from([10, 0, 3, n as u8]));
-            let body = competitor.encode();
+            let body = competitor
+                .encode()
+                .map_err(|e| AwsError::new("test:encode", key, e.to_string()))?;
             let put = self
                 .s3
                 .put_object()
@@ -109,7 +120,7 @@ async fn racing_engine(
     Ok(Engine {
         dns: HickoryDns::new(&config.dns)?,
         interfaces: interfaces(w),
-        elb: Elb::new(w.elb.clone()),
+        elb: Elb::new(&clients(w), 1.0),
         store: Racing {
             inner: S3Store::new(s3.clone(), BUCKET),
             s3,
@@ -132,7 +143,7 @@ async fn stale_target_counting_down(w: &World, name: &str) -> Result<(String, St
     w.s3.put_object()
         .bucket(BUCKET)
         .key(&key)
-        .body(state.encode().into())
+        .body(state.encode()?.into())
         .send()
         .await?;
     Ok((tg, key))
@@ -242,7 +253,7 @@ async fn a_draining_target_back_in_dns_is_registered_again() -> Result<(), BoxEr
     let engine = Engine {
         dns: HickoryDns::new(&config.dns)?,
         interfaces: interfaces(&w),
-        elb: Elb::new(elb),
+        elb: Elb::unpaced(&with_elb(&w, elb)),
         store: S3Store::new(s3_client(&w.sdk), BUCKET),
         metrics: CloudWatch::new(w.cloudwatch.clone()),
         config,
@@ -285,7 +296,7 @@ async fn the_deploy_time_sync_waits_for_a_new_policy_to_take_effect() -> Result<
     let engine = Engine {
         dns: HickoryDns::new(&config.dns)?,
         interfaces: interfaces(&w),
-        elb: Elb::new(elb),
+        elb: Elb::unpaced(&with_elb(&w, elb)),
         store: S3Store::new(s3_client(&w.sdk), BUCKET),
         metrics: tether_shared::cfn::target_sync::Unpublished,
         config,

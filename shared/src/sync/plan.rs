@@ -461,6 +461,7 @@ mod tests {
         let owned = Prior::Valid(SyncState {
             owned: BTreeSet::from([sa(2, 80)]),
             pending: BTreeMap::from([(sa(2, 80), 5)]),
+            counted_at: LAST,
             ..SyncState::default()
         });
         let refused = Prior::Refused(StateError::Newer { found: 2 });

@@ -126,11 +126,13 @@ mod tests {
             g.1 = Need::Changed;
         }
         let c = choose(&groups, 260, 15, 0);
-        assert_eq!(c.describe.len(), 260);
         assert!(groups[..40].iter().all(|(a, _)| c.describe.contains(a)));
-        // 3000 / 15 = 200 quiet groups are due; 220 slots remain for them.
+        // 3000 / 15 = 200 quiet groups are due; 220 places remain for them,
+        // and the 20 left are not spent on quiet groups out of turn.
+        // (A changed group may also be one whose turn it is.)
+        assert!((239..=240).contains(&c.describe.len()), "{}", c.describe.len());
         assert!(c.deferred.is_empty(), "{}", c.deferred.len());
-        assert_eq!(c.skipped.len(), 2740);
+        assert_eq!(c.skipped.len(), 3000 - c.describe.len());
     }
 
     #[test]

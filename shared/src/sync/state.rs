@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn a_state_too_large_to_read_back_is_not_encoded() {
         let mut state = SyncState::default();
-        for i in 0..40_000u32 {
+        for i in 0..60_000u32 {
             let addr = std::net::Ipv4Addr::from(0x0a00_0000 + i);
             state.pending.insert(SocketAddr::new(addr.into(), 443), 1);
         }
