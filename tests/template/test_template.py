@@ -19,7 +19,7 @@ VPC = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 FUNCTIONS = {"TargetSyncFunction": "target-sync", "HealthCanaryFunction": "health-canary", "CustomResourcesFunction": "custom-resources"}
 # The only actions AWS offers no resource-level permission for, and so may be on "*".
 STAR_OK = {
-    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTags",
+    "tag:GetResources", "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeLoadBalancers",
     "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcEndpoints", "cloudwatch:PutMetricData",
 }
@@ -27,7 +27,7 @@ REGISTER = {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:Deregi
 # What target-sync publishes per run (dimension FunctionName), as in /work/notes/contract.md.
 # The fleet totals: a fixed set whatever the number of target groups.
 PER_RUN_METRICS = {"FailedMappings", "SyncedGroups", "SaturatedMappings", "HeldBackTargets", "PendingDeregistrations",
-                   "Registrations", "Deregistrations"}
+                   "DeferredGroups", "Registrations", "Deregistrations"}
 
 
 @pytest.fixture(scope="module")
@@ -394,7 +394,8 @@ def test_per_run_alarms_watch_what_target_sync_publishes(rendered):
     alarms = {k: v["Properties"] for k, v in res.items()
               if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["Namespace"] == {"Ref": "MetricsNamespace"}
               and v["Properties"]["MetricName"] not in ("Success", "CertificateExpiryDays")}
-    assert {a["MetricName"] for a in alarms.values()} == {"FailedMappings", "SaturatedMappings", "HeldBackTargets"}
+    assert {a["MetricName"] for a in alarms.values()} == {"FailedMappings", "SaturatedMappings", "HeldBackTargets",
+                                                         "DeferredGroups"}
     assert {a["MetricName"] for a in alarms.values()} <= PER_RUN_METRICS
     for name, alarm in alarms.items():
         assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "TargetSyncFunction"}}], name
@@ -579,3 +580,43 @@ def test_dashboard_is_json_and_shows_target_sync_by_fleet_totals_and_its_log(syn
         assert '`fields.message` = "target group failed"' in log["properties"]["query"]
     else:
         assert logs == []
+
+
+def test_discovery_is_the_tagging_api_not_describe_tags(rendered):
+    """GetResources filtered on the tag key lists only the opted-in groups;
+    DescribeTags over every group is gone (and so is its permission)."""
+    for role in ["TargetSyncFunctionRole", "CustomResourcesFunctionRole"]:
+        granted = actions(statements_of(rendered, role))
+        assert "tag:GetResources" in granted, role
+        assert "elasticloadbalancing:DescribeTags" not in granted, role
+
+
+def test_source_roles_are_assumed_only_as_listed():
+    """sts:AssumeRole appears once, on SourceRoleArns exactly, and only when
+    the user lists roles."""
+    assert "TargetSyncSourceRolesPolicy" not in render()["Resources"]
+    roles = "arn:aws:iam::222222222222:role/tether-source,arn:aws:iam::*:role/hub/*"
+    res = render({"SourceRoleArns": roles})["Resources"]
+    policy = res["TargetSyncSourceRolesPolicy"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "TargetSyncFunctionRole"}, {"Ref": "CustomResourcesFunctionRole"}]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Sid": "AssumeSourceRoles", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": {"Ref": "SourceRoleArns"}}]
+    for name, r in res.items():
+        if r["Type"] == "AWS::IAM::ManagedPolicy" and name != "TargetSyncSourceRolesPolicy":
+            assert "sts:AssumeRole" not in json.dumps(r["Properties"]["PolicyDocument"]), name
+    pattern = load()["Parameters"]["SourceRoleArns"]["AllowedPattern"]
+    for good in roles.split(","):
+        assert re.fullmatch(pattern, good), good
+    for bad in ["*", "arn:aws:iam::*:*", "arn:aws:s3:::bucket", 'arn:aws:iam::1:role/"x']:
+        assert not re.fullmatch(pattern, bad), bad
+
+
+def test_the_function_knows_its_schedule_and_its_share_of_elb(rendered):
+    env = rendered["Resources"]["TargetSyncFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SCHEDULE"] == {"Ref": "ScheduleRate"}
+    assert env["DESCRIBE_SHARE"] == {"Ref": "DescribeShare"}
+    assert env["DESCRIBE_EVERY"] == {"Ref": "DescribeEvery"}
+    assert env["SOURCE_ROLE_ARNS"] == {"Fn::Join": [",", {"Ref": "SourceRoleArns"}]}
+    share = load()["Parameters"]["DescribeShare"]
+    # A quarter of ELB's Describe rate always stays with the account's other users.
+    assert (share["MinValue"], share["MaxValue"], share["Default"]) == (1, 75, 50)

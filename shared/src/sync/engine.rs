@@ -171,9 +171,8 @@ fn unix_now() -> u64 {
 impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, I, T, S, M> {
     /// The Lambda handler: any event (the schedule's) starts one run.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<SyncReport, SyncFailed> {
-        let report = self
-            .run(lambda_deadline(event.context.deadline, RESPONSE_MARGIN))
-            .await;
+        // Boxed: a run's future is deep, and the runtime's would nest it.
+        let report = Box::pin(self.run(lambda_deadline(event.context.deadline, RESPONSE_MARGIN))).await;
         // A failure is logged by the runtime (with the summary) and reported
         // to Lambda, so that the Errors metric and an alarm see it.
         if report.failures().is_empty() {
@@ -190,7 +189,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
 
     /// [`Engine::run`] for a run started at `now` (Unix seconds).
     pub async fn run_at(&self, deadline: Instant, now: u64) -> SyncReport {
-        let mut report = self.sync_at(deadline, now).await;
+        let mut report = Box::pin(self.sync_at(deadline, now)).await;
         let deadline = tokio::time::Instant::from_std(deadline);
         if self.config.metrics.enabled {
             let data = report.metric_data(
@@ -249,7 +248,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         // fails its own mappings only, and the groups keep time to apply.
         let start = tokio::time::Instant::now();
         let source_deadline = start + deadline.saturating_duration_since(start) / 2;
-        let observed = self.observe_all(&found.mappings, source_deadline).await;
+        let observed = Box::pin(self.observe_all(&found.mappings, source_deadline)).await;
 
         let mut groups: BTreeMap<&TargetGroupArn, Vec<&Mapping>> = BTreeMap::new();
         for m in &found.mappings {
@@ -259,7 +258,9 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
             futures_util::stream::iter(groups)
                 .map(|(arn, ms)| {
                     let (observed, info) = (&observed, &groups_info);
-                    async move { (arn, self.members(arn, &ms, observed, info).await) }
+                    // Boxed: the run's future would otherwise nest every
+                    // step's type, past the compiler's depth limit.
+                    Box::pin(async move { (arn, self.members(arn, &ms, observed, info).await) })
                 })
                 .buffered(CONCURRENT_LOADS)
                 .collect()
@@ -298,10 +299,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                 } else {
                     Turn::Skip
                 };
-                async move {
-                    self.sync_group(arn, members, turn, counting, deadline)
-                        .await
-                }
+                Box::pin(self.sync_group(arn, members, turn, counting, deadline))
             })
             .buffer_unordered(CONCURRENT_GROUPS)
             .flat_map(futures_util::stream::iter)

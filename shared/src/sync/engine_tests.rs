@@ -226,7 +226,7 @@ async fn an_exact_source_counts_down_and_a_failed_listing_changes_nothing() {
     );
     let nics = Nics::default();
     nics.alb("orders", &["10.0.0.1"], crate::sync::fakes::VPC);
-    let mut e = engine(config(None), Dns::default(), nics, groups);
+    let e = engine(config(None), Dns::default(), nics, groups);
     tick(&e, 1).await;
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80", "10.0.0.2:80"], "one absence");
     // A failed listing: no countdown advances, nothing is removed, it fails.
@@ -257,7 +257,7 @@ async fn two_mappings_on_one_group_read_it_once_and_share_the_guard() {
          "deregister_after": 1, "max_deregister_percent": 50}
     ]);
     let groups = Groups::with(&[(TG, &[])]);
-    let mut e = engine(
+    let e = engine(
         config(Some(targets)),
         dns(&[
             ("a.example.com", &["10.0.0.1", "10.0.0.2"]),
@@ -318,7 +318,7 @@ async fn a_conflict_is_re_planned_once_then_the_mapping_gives_up() {
 async fn a_failed_describe_still_keeps_the_countdown_resets() {
     let targets =
         serde_json::json!([{"dns_name": "a.example.com", "target_group_arn": TG, "port": 80}]);
-    let mut groups = Groups::with(&[(TG, &["10.0.0.1:80"])]);
+    let groups = Groups::with(&[(TG, &["10.0.0.1:80"])]);
     groups.broken.lock().expect("lock").insert(TG.into());
     let e = engine(
         config(Some(targets)),
@@ -370,7 +370,7 @@ async fn one_slow_name_fails_alone() {
         {"dns_name": "slow.example.com", "target_group_arn": TG, "port": 80},
         {"dns_name": "a.example.com", "target_group_arn": TG2, "port": 80}
     ]);
-    let mut d = dns(&[("a.example.com", &["10.0.0.1"])]);
+    let d = dns(&[("a.example.com", &["10.0.0.1"])]);
     d.hang.lock().expect("lock").insert("slow.example.com".into());
     let e = engine(
         config(Some(targets)),
@@ -437,7 +437,7 @@ async fn a_re_plan_after_a_conflict_never_counts_an_absence_twice() {
         {"dns_name": "b.example.com", "target_group_arn": TG, "port": 80, "ownership": "tracked",
          "deregister_after": 3, "max_deregister_percent": 100}
     ]);
-    let mut e = engine(
+    let e = engine(
         config(Some(targets)),
         dns(&[
             ("a.example.com", &["10.0.0.1"]),
@@ -473,7 +473,7 @@ async fn a_re_plan_after_a_conflict_never_counts_an_absence_twice() {
 async fn a_group_cut_off_by_the_deadline_reports_what_it_registered() {
     let targets = serde_json::json!([{"dns_name": "a.example.com", "target_group_arn": TG, "port": 80,
         "deregister_after": 1, "max_deregister_percent": 100}]);
-    let mut groups = Groups::with(&[(TG, &["10.0.0.9:80"])]);
+    let groups = Groups::with(&[(TG, &["10.0.0.9:80"])]);
     groups.hang_deregister.store(true, Ordering::SeqCst);
     let e = engine(
         config(Some(targets)),
