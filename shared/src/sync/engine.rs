@@ -162,6 +162,36 @@ enum Turn {
     Defer,
 }
 
+/// An event time further than this from now (a replayed event) is not
+/// taken for the run's period.
+const MAX_EVENT_AGE: u64 = 3600;
+
+/// The `time` of a scheduled event, in Unix seconds: an EventBridge rule's
+/// event carries it, and the template's schedule passes EventBridge
+/// Scheduler's `<aws.scheduler.scheduled-time>` as `time` (Scheduler user
+/// guide, "Adding context attributes"), e.g. `2026-11-24T12:00:00Z`.
+pub fn scheduled_time(event: &Value) -> Option<u64> {
+    let text = event.get("time")?.as_str()?;
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !text.ends_with('Z') {
+        return None;
+    }
+    let num = |from: usize, to: usize| text.get(from..to)?.parse::<u64>().ok();
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, sec) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), from 1970.
+    let (y, mo) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -169,10 +199,17 @@ fn unix_now() -> u64 {
 }
 
 impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, I, T, S, M> {
-    /// The Lambda handler: any event (the schedule's) starts one run.
+    /// The Lambda handler: any event (the schedule's) starts one run. The
+    /// run's period is the event's `time` when it has one (the time the
+    /// tick was scheduled for: a retry of it carries the same), else now.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<SyncReport, SyncFailed> {
+        let now = unix_now();
+        let at = scheduled_time(&event.payload)
+            .filter(|t| t.abs_diff(now) <= MAX_EVENT_AGE)
+            .unwrap_or(now);
+        let deadline = lambda_deadline(event.context.deadline, RESPONSE_MARGIN);
         // Boxed: a run's future is deep, and the runtime's would nest it.
-        let report = Box::pin(self.run(lambda_deadline(event.context.deadline, RESPONSE_MARGIN))).await;
+        let report = Box::pin(self.run_at(deadline, at)).await;
         // A failure is logged by the runtime (with the summary) and reported
         // to Lambda, so that the Errors metric and an alarm see it.
         if report.failures().is_empty() {
@@ -686,7 +723,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
             return Err(MappingError {
                 kind: ErrorKind::Elb,
                 code: Some("TargetGroupNotFound".into()),
-                message: format!("target group {arn} does not exist"),
+                message: format!("TargetGroupNotFound: target group {arn} does not exist"),
             });
         }
         for m in members.iter_mut() {

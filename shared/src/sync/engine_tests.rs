@@ -939,3 +939,16 @@ async fn an_empty_answer_after_full_ones_counts_nothing_down() {
     assert!(m.pending.is_empty(), "{:?}", m.pending);
     assert_eq!(m.registered.len(), 10, "what was seen is registered");
 }
+
+#[test]
+fn the_scheduled_time_of_an_event_is_its_period() {
+    let at = |t: &str| scheduled_time(&serde_json::json!({"time": t}));
+    assert_eq!(at("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(at("2026-11-24T12:00:00Z"), Some(1_795_521_600));
+    assert_eq!(at("2024-02-29T23:59:59Z"), Some(1_709_251_199));
+    assert_eq!(at("2022-03-22T18:59:43.123Z"), Some(1_647_975_583));
+    for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-24 12:00:00Z", "<aws.scheduler.scheduled-time>"] {
+        assert_eq!(at(bad), None, "{bad}");
+    }
+    assert_eq!(scheduled_time(&serde_json::json!({})), None);
+}

@@ -267,6 +267,8 @@ impl TargetGroups for FakeGroups {
     }
 
     async fn describe(&self, arn: &TargetGroupArn) -> Result<Described, AwsError> {
+        // Every call yields once, so that two runs on one world interleave.
+        tokio::task::yield_now().await;
         self.describes.fetch_add(1, Ordering::SeqCst);
         if lock(&self.broken).contains(arn.as_str()) {
             return Err(aws_error(
@@ -290,6 +292,7 @@ impl TargetGroups for FakeGroups {
         targets: &[SocketAddr],
         availability_zone: Option<&str>,
     ) -> Result<(), AwsError> {
+        tokio::task::yield_now().await;
         if take(&self.failing_registers) {
             return Err(aws_error(
                 "elasticloadbalancing:RegisterTargets",
@@ -375,6 +378,7 @@ impl FakeStore {
 
 impl StateStore for FakeStore {
     async fn load(&self, key: &str) -> Result<Loaded, AwsError> {
+        tokio::task::yield_now().await;
         self.loads.fetch_add(1, Ordering::SeqCst);
         if self.load_fails(key) {
             return Err(aws_error("s3:GetObject", "InternalError"));
@@ -403,6 +407,7 @@ impl StateStore for FakeStore {
         state: &SyncState,
         version: &Version,
     ) -> Result<Version, SaveError> {
+        tokio::task::yield_now().await;
         self.saves.fetch_add(1, Ordering::SeqCst);
         let bytes = state.encode().map_err(|error| SaveError::Encode {
             key: key.to_owned(),
