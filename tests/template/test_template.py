@@ -549,7 +549,9 @@ def test_the_environments_a_full_deployment_starts_the_binaries_with():
 
     envs = environments(render(), PARAMETERS, ATTRIBUTES)
     assert set(envs["TargetSyncFunction"]) == {"TAG_DISCOVERY", "TAG_PREFIX", "STATE_BUCKET", "STATE_PREFIX", "DNS_SERVERS",
-                                               "METRICS_NAMESPACE", "CW_METRIC_FLAG_IP_COUNT", "MAPPING_METRICS"}
+                                               "METRICS_NAMESPACE", "CW_METRIC_FLAG_IP_COUNT", "MAPPING_METRICS",
+                                               "DESCRIBE_SHARE", "DESCRIBE_EVERY", "SCHEDULE", "SOURCE_ROLE_ARNS",
+                                               "SOURCE_ROLE_EXTERNAL_ID"}
     assert envs["TargetSyncFunction"]["TAG_PREFIX"] == "tether:" and envs["TargetSyncFunction"]["TAG_DISCOVERY"] == "true"
     assert set(envs["HealthCanaryFunction"]) == {"CANARY_TARGETS", "CANARY_ENDPOINTS", "PROBES_PER_INVOCATION",
                                                  "PROBE_INTERVAL_MS", "DNS_SERVERS", "METRICS_NAMESPACE"}
@@ -594,8 +596,10 @@ def test_discovery_is_the_tagging_api_not_describe_tags(rendered):
 def test_source_roles_are_assumed_only_as_listed():
     """sts:AssumeRole appears once, on SourceRoleArns exactly, and only when
     the user lists roles."""
-    assert "TargetSyncSourceRolesPolicy" not in render()["Resources"]
+    assert "TargetSyncSourceRolesPolicy" not in created(load(), PARAMETERS)
     roles = "arn:aws:iam::222222222222:role/tether-source,arn:aws:iam::*:role/hub/*"
+    assert "TargetSyncSourceRolesPolicy" in created(load(), {**PARAMETERS, "SourceRoleArns": roles})
+    assert load()["Resources"]["TargetSyncSourceRolesPolicy"]["Condition"] == "HasSourceRoles"
     res = render({"SourceRoleArns": roles})["Resources"]
     policy = res["TargetSyncSourceRolesPolicy"]["Properties"]
     assert policy["Roles"] == [{"Ref": "TargetSyncFunctionRole"}, {"Ref": "CustomResourcesFunctionRole"}]
