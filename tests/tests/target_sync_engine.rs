@@ -334,3 +334,30 @@ fn mocked_elb(rules: &[&aws_smithy_mocks::Rule]) -> elbv2::Client {
             .build(),
     )
 }
+
+/// Fix 7: `TargetGroupNotFound` is told by the SDK's typed error, not by
+/// matching text: a group the tagging API still lists after it was deleted
+/// is `Gone` (and left), not a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_group_is_told_by_the_typed_error() -> Result<(), BoxError> {
+    use tether_shared::sync::groups::{Described, TargetGroups};
+    let w = World::start().await?;
+    let arn: tether_shared::sync::mapping::TargetGroupArn =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef"
+            .parse()?;
+    let not_found = r#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>TargetGroupNotFound</Code><Message>One or more target groups not found</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
+    let denied = not_found
+        .replace("<Code>TargetGroupNotFound", "<Code>AccessDenied")
+        .replace("One or more target groups not found", "TargetGroupNotFound");
+    let describe = mock!(elbv2::Client::describe_target_health)
+        .sequence()
+        .http_status(400, Some(not_found.to_owned()))
+        .http_status(403, Some(denied))
+        .build();
+    let elb = Elb::unpaced(&with_elb(&w, mocked_elb(&[&describe])));
+    assert_eq!(elb.describe(&arn).await, Ok(Described::Gone));
+    // Another error whose message merely mentions the name is an error.
+    let error = elb.describe(&arn).await.expect_err("denied");
+    assert_eq!(error.code.as_deref(), Some("AccessDenied"));
+    Ok(())
+}
