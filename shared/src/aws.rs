@@ -199,7 +199,9 @@ impl Pacer {
             return usize::MAX;
         }
         let tokens = self.tokens_at(tokio::time::Instant::now());
-        (tokens + self.refill * window.as_secs_f64()).max(0.0).floor() as usize
+        (tokens + self.refill * window.as_secs_f64())
+            .max(0.0)
+            .floor() as usize
     }
 
     fn tokens_at(&self, now: tokio::time::Instant) -> f64 {
@@ -347,7 +349,10 @@ mod tests {
         }
         assert_eq!(pacer.try_take(t0), Err(Duration::from_millis(200)));
         let later = t0 + Duration::from_secs(2);
-        assert_eq!((0..11).filter(|_| pacer.try_take(later).is_ok()).count(), 10);
+        assert_eq!(
+            (0..11).filter(|_| pacer.try_take(later).is_ok()).count(),
+            10
+        );
         assert_eq!(pacer.tokens_at(later), 0.0);
         let budget = |window| {
             let tokens = pacer.tokens_at(later);

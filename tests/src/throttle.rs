@@ -266,7 +266,11 @@ impl ThrottlingProxy {
 
     /// The next `n` S3 PutObject calls land, and their answers are lost.
     pub fn lose_put_answers(&self, n: usize, how: Lost) {
-        *self.faults.how.lock().unwrap_or_else(PoisonError::into_inner) = how;
+        *self
+            .faults
+            .how
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = how;
         self.faults.lost_puts.store(n, Ordering::SeqCst);
     }
 }
@@ -538,11 +542,15 @@ mod tests {
 
     #[test]
     fn requests_are_told_apart_by_service_and_action() {
-        let ec2 = "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host";
+        let ec2 =
+            "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host";
         assert_eq!(service(Some(ec2)), Some("ec2"));
         assert_eq!(
-            ec2_describe(Some(ec2), b"Action=DescribeNetworkInterfaces&Version=2016-11-15")
-                .as_deref(),
+            ec2_describe(
+                Some(ec2),
+                b"Action=DescribeNetworkInterfaces&Version=2016-11-15"
+            )
+            .as_deref(),
             Some("DescribeNetworkInterfaces")
         );
         assert_eq!(ec2_describe(Some(ec2), b"Action=CreateVpc"), None);

@@ -163,7 +163,9 @@ pub fn state_key(tg_arn: &str, dns_name: &str, port: u16) -> String {
 /// `time`, which is the run's schedule period), starting from now.
 pub async fn tick(f: &FunctionProcess) -> Result<Result<Value, Value>, BoxError> {
     let minute = next_minute(f);
-    Ok(f.invoke(scheduled_event_at(minute), TICK_TIMEOUT).await?.result)
+    Ok(f.invoke(scheduled_event_at(minute), TICK_TIMEOUT)
+        .await?
+        .result)
 }
 
 /// The next tick's time of this function process, in Unix seconds.
@@ -173,8 +175,10 @@ fn next_minute(f: &FunctionProcess) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let key = f as *const FunctionProcess as usize;
-    let mut ticks = TICKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let next = match ticks.iter_mut().find(|(k, _)| *k == key) {
+    let mut ticks = TICKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match ticks.iter_mut().find(|(k, _)| *k == key) {
         Some((_, last)) => {
             *last = (*last + 60).max(now - now % 60);
             *last
@@ -183,8 +187,7 @@ fn next_minute(f: &FunctionProcess) -> u64 {
             ticks.push((key, now - now % 60));
             now - now % 60
         }
-    };
-    next
+    }
 }
 
 /// A scheduled event for the tick at `unix` seconds, as the template's

@@ -12,14 +12,17 @@
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_ec2::config::SharedCredentialsProvider;
-use tether_tests::aws::{LbKind, create_alb_nodes, create_load_balancer, create_vpc_in_account, tag};
+use tether_tests::aws::{
+    LbKind, create_alb_nodes, create_load_balancer, create_vpc_in_account, tag,
+};
 use tether_tests::moto::BoxError;
 use tether_tests::world::{World, ok_tick, tick};
 
 const ROLE: &str = "arn:aws:iam::222222222222:role/tether-source";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alb_in_another_account_is_listed_through_its_role_and_only_a_listed_role() -> Result<(), BoxError> {
+async fn an_alb_in_another_account_is_listed_through_its_role_and_only_a_listed_role()
+-> Result<(), BoxError> {
     let w = World::start().await?;
     // The other account, as its own credentials see it.
     let provider = AssumeRoleProvider::builder(ROLE)
@@ -64,7 +67,10 @@ async fn an_alb_in_another_account_is_listed_through_its_role_and_only_a_listed_
     )
     .await?;
     let env = w.env(&[
-        ("SOURCE_ROLE_ARNS", "arn:aws:iam::222222222222:role/tether-*"),
+        (
+            "SOURCE_ROLE_ARNS",
+            "arn:aws:iam::222222222222:role/tether-*",
+        ),
         ("SOURCE_ROLE_EXTERNAL_ID", "tether-test"),
     ]);
     let f = w.spawn("target-sync", &env).await?;
@@ -80,7 +86,10 @@ async fn an_alb_in_another_account_is_listed_through_its_role_and_only_a_listed_
     tag(
         &w.elb,
         &strict,
-        &[("tether:source", "alb:shared-orders"), ("tether:source-role", ROLE)],
+        &[
+            ("tether:source", "alb:shared-orders"),
+            ("tether:source-role", ROLE),
+        ],
     )
     .await?;
     // A role the function may not assume is a bad tag, naming the tag.
@@ -106,6 +115,10 @@ async fn an_alb_in_another_account_is_listed_through_its_role_and_only_a_listed_
     );
     assert!(w.targets(&strict).await?.is_empty());
     assert!(w.targets(&foreign).await?.is_empty());
-    assert_eq!(w.targets(&tg).await?.len(), 3, "the good group is untouched");
+    assert_eq!(
+        w.targets(&tg).await?.len(),
+        3,
+        "the good group is untouched"
+    );
     Ok(())
 }

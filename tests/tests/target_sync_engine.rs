@@ -361,3 +361,54 @@ async fn a_deleted_group_is_told_by_the_typed_error() -> Result<(), BoxError> {
     assert_eq!(error.code.as_deref(), Some("AccessDenied"));
     Ok(())
 }
+
+/// Fix 1, through the real S3 client: a conditional `PutObject` lands and
+/// its answer is lost (a 500, or no answer until the attempt times out),
+/// so the SDK retries it with the same `If-Match` and S3 (moto) answers
+/// 412. The proxy in the test support loses the answers
+/// (`ThrottlingProxy::lose_put_answers`). The absence counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_whose_first_attempt_landed_counts_an_absence_once() -> Result<(), BoxError>
+{
+    use tether_tests::throttle::{Lost, ThrottlingProxy};
+    for lost in [Lost::ServerError, Lost::NoAnswer] {
+        let w = World::start().await?;
+        let (tg, key) = stale_target_counting_down(&w, "lost").await?;
+        let proxy = ThrottlingProxy::start(&w.moto.endpoint()).await?;
+        // The state's client goes through the proxy, with a short attempt
+        // timeout so that a lost answer is retried soon.
+        let sdk = w
+            .sdk
+            .to_builder()
+            .endpoint_url(proxy.endpoint())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(2))
+                    .build(),
+            )
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+            .build();
+        let mut config = config(&w, &tg)?;
+        config.mappings[0].deregister_after = 3;
+        let engine = Engine {
+            dns: HickoryDns::new(&config.dns)?,
+            interfaces: interfaces(&w),
+            elb: Elb::new(&clients(&w), 1.0),
+            store: S3Store::new(s3_client(&sdk), BUCKET),
+            metrics: CloudWatch::new(w.cloudwatch.clone()),
+            config,
+        };
+        proxy.lose_put_answers(1, lost);
+        let report = engine.run(Instant::now() + Duration::from_secs(30)).await;
+        assert_eq!(report.mappings[0].error, None, "{lost:?}");
+        assert!(proxy.counts().s3_puts >= 2, "retried: {:?}", proxy.counts());
+        let state = w.state(&key).await?.ok_or("no state")?;
+        assert_eq!(
+            state["pending"],
+            json!({"10.0.1.9:80": 2}),
+            "{lost:?}: counted once"
+        );
+        assert!(w.targets(&tg).await?.contains(&"10.0.1.9:80".to_owned()));
+    }
+    Ok(())
+}

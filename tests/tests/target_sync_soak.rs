@@ -112,7 +112,12 @@ struct Group {
 }
 
 fn ip(g: usize, n: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 20 + g as u8, (n / 200) as u8, (n % 200 + 1) as u8))
+    IpAddr::V4(Ipv4Addr::new(
+        10,
+        20 + g as u8,
+        (n / 200) as u8,
+        (n % 200 + 1) as u8,
+    ))
 }
 
 type Soak = Engine<
@@ -265,10 +270,18 @@ impl World {
             .failing_deregisters
             .store(count(rng, 15), Ordering::SeqCst);
         // Some ticks, ELB allows fewer Describe calls than there are groups.
-        let budget = if rng.chance(25) { 6 + rng.below(10) } else { usize::MAX };
+        let budget = if rng.chance(25) {
+            6 + rng.below(10)
+        } else {
+            usize::MAX
+        };
         self.elb.budget.store(budget, Ordering::SeqCst);
-        self.store.lost_answers.store(count(rng, 20), Ordering::SeqCst);
-        self.store.failing_saves.store(count(rng, 10), Ordering::SeqCst);
+        self.store
+            .lost_answers
+            .store(count(rng, 20), Ordering::SeqCst);
+        self.store
+            .failing_saves
+            .store(count(rng, 10), Ordering::SeqCst);
         self.store.races.store(count(rng, 10), Ordering::SeqCst);
         if rng.chance(10) {
             self.store
@@ -288,7 +301,11 @@ impl World {
             counter.store(0, Ordering::SeqCst);
         }
         self.elb.budget.store(usize::MAX, Ordering::SeqCst);
-        for counter in [&self.store.lost_answers, &self.store.failing_saves, &self.store.races] {
+        for counter in [
+            &self.store.lost_answers,
+            &self.store.failing_saves,
+            &self.store.races,
+        ] {
             counter.store(0, Ordering::SeqCst);
         }
         self.store.failing_loads.lock().expect("lock").clear();
@@ -339,7 +356,10 @@ async fn a_faulty_hour_removes_nothing_still_listed_and_every_group_converges() 
         match rng.below(4) {
             // Two containers in the same minute, at the same time.
             0 => {
-                let (_, _) = tokio::join!(a.run_at(deadline(), minute), b.run_at(deadline(), minute + 1));
+                let (_, _) = tokio::join!(
+                    a.run_at(deadline(), minute),
+                    b.run_at(deadline(), minute + 1)
+                );
             }
             // A run, and Lambda's retry of it later in the minute.
             1 => {
@@ -368,7 +388,10 @@ async fn a_faulty_hour_removes_nothing_still_listed_and_every_group_converges() 
             }
         }
     }
-    assert!(removed_total > 0, "the soak removed nothing: it proved nothing");
+    assert!(
+        removed_total > 0,
+        "the soak removed nothing: it proved nothing"
+    );
 
     // The faults stop: within a few minutes every group equals its source
     // (a name larger than one answer keeps its stale addresses: never complete).
@@ -380,10 +403,15 @@ async fn a_faulty_hour_removes_nothing_still_listed_and_every_group_converges() 
         }
     }
     for g in &world.groups {
-        let listed: BTreeSet<SocketAddr> = g.truth.iter().map(|ip| SocketAddr::new(*ip, 80)).collect();
+        let listed: BTreeSet<SocketAddr> =
+            g.truth.iter().map(|ip| SocketAddr::new(*ip, 80)).collect();
         let now = world.elb.addrs(&g.arn);
         if g.saturates {
-            assert!(listed.is_subset(&now), "{}: {listed:?} not all in {now:?}", g.source);
+            assert!(
+                listed.is_subset(&now),
+                "{}: {listed:?} not all in {now:?}",
+                g.source
+            );
         } else {
             assert_eq!(now, listed, "{} did not converge", g.source);
         }

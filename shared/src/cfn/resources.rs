@@ -103,7 +103,10 @@ impl AwsResources {
         Ok(Self {
             dns: HickoryDns::new(&settings.dns)?,
             dns_timeout: settings.dns.timeout,
-            elb: Elb::new(&clients, crate::sync::config::MAX_DESCRIBE_SHARE as f64 / 100.0),
+            elb: Elb::new(
+                &clients,
+                crate::sync::config::MAX_DESCRIBE_SHARE as f64 / 100.0,
+            ),
             clients,
             sdk: sdk.clone(),
             s3: s3_client(sdk),

@@ -652,7 +652,10 @@ mod tests {
             ("DESCRIBE_SHARE", "75"),
             ("DESCRIBE_EVERY", "10"),
             ("SCHEDULE", "rate(5 minutes)"),
-            ("SOURCE_ROLE_ARNS", "arn:aws:iam::222222222222:role/tether-*, arn:aws:iam::*:role/hub"),
+            (
+                "SOURCE_ROLE_ARNS",
+                "arn:aws:iam::222222222222:role/tether-*, arn:aws:iam::*:role/hub",
+            ),
             ("SOURCE_ROLE_EXTERNAL_ID", "tether-prod"),
         ])
         .unwrap();
@@ -662,7 +665,12 @@ mod tests {
         let role: RoleArn = "arn:aws:iam::333333333333:role/hub".parse().unwrap();
         assert!(c.source_roles.check(&role).is_ok());
         let other: RoleArn = "arn:aws:iam::333333333333:role/other".parse().unwrap();
-        assert!(c.source_roles.check(&other).unwrap_err().contains("matches none"));
+        assert!(
+            c.source_roles
+                .check(&other)
+                .unwrap_err()
+                .contains("matches none")
+        );
         for (name, value) in [
             ("DESCRIBE_SHARE", "80"),
             ("DESCRIBE_EVERY", "0"),

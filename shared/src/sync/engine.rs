@@ -183,7 +183,11 @@ pub fn scheduled_time(event: &Value) -> Option<u64> {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm), from 1970.
-    let (y, mo) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let (y, mo) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * mo + 2) / 5 + d - 1;
@@ -291,17 +295,16 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         for m in &found.mappings {
             groups.entry(&m.target_group_arn).or_default().push(m);
         }
-        let members: Vec<(&TargetGroupArn, Vec<Member<'_>>)> =
-            futures_util::stream::iter(groups)
-                .map(|(arn, ms)| {
-                    let (observed, info) = (&observed, &groups_info);
-                    // Boxed: the run's future would otherwise nest every
-                    // step's type, past the compiler's depth limit.
-                    Box::pin(async move { (arn, self.members(arn, &ms, observed, info).await) })
-                })
-                .buffered(CONCURRENT_LOADS)
-                .collect()
-                .await;
+        let members: Vec<(&TargetGroupArn, Vec<Member<'_>>)> = futures_util::stream::iter(groups)
+            .map(|(arn, ms)| {
+                let (observed, info) = (&observed, &groups_info);
+                // Boxed: the run's future would otherwise nest every
+                // step's type, past the compiler's depth limit.
+                Box::pin(async move { (arn, self.members(arn, &ms, observed, info).await) })
+            })
+            .buffered(CONCURRENT_LOADS)
+            .collect()
+            .await;
 
         // Which groups to read: all while the budget allows, else rotating.
         let needs: Vec<(TargetGroupArn, Need)> = members
@@ -608,10 +611,7 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         }
         // Bounded here, so that what was done before the deadline (the
         // registrations already made) stays in the reports.
-        let applied = timeout_at(
-            deadline,
-            self.apply(arn, &mut members, counting, deadline),
-        );
+        let applied = timeout_at(deadline, self.apply(arn, &mut members, counting, deadline));
         let error = match applied.await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
@@ -668,7 +668,10 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
             report_plan(arn, &plan, members);
             // Intents first: a conflict shows before the group is touched,
             // and what this run registers is owned before it exists.
-            let versions = match self.write_intents(members, &priors, &plan, &mut written).await? {
+            let versions = match self
+                .write_intents(members, &priors, &plan, &mut written)
+                .await?
+            {
                 Intents::Written(versions) => versions,
                 Intents::Conflict if attempt == 1 => {
                     warn!(target_group = %arn, "state changed under this run: re-reading and re-planning");
@@ -679,7 +682,11 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                         ErrorKind::StateConflict,
                         format!(
                             "state object {} kept changing under this run; the next run takes over",
-                            members.iter().map(|m| m.key.as_str()).collect::<Vec<_>>().join(", ")
+                            members
+                                .iter()
+                                .map(|m| m.key.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     ));
                 }
@@ -719,7 +726,12 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
     /// tagging API lists it a while longer) and is left; a configured one
     /// is an error.
     fn gone(&self, arn: &TargetGroupArn, members: &mut [Member<'_>]) -> Result<(), MappingError> {
-        if self.config.mappings.iter().any(|m| &m.target_group_arn == arn) {
+        if self
+            .config
+            .mappings
+            .iter()
+            .any(|m| &m.target_group_arn == arn)
+        {
             return Err(MappingError {
                 kind: ErrorKind::Elb,
                 code: Some("TargetGroupNotFound".into()),

@@ -230,8 +230,10 @@ async fn an_exact_source_counts_down_and_a_failed_listing_changes_nothing() {
     tick(&e, 1).await;
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80", "10.0.0.2:80"], "one absence");
     // A failed listing: no countdown advances, nothing is removed, it fails.
-    e.interfaces
-        .alb_fails("orders", aws_error("ec2:DescribeNetworkInterfaces", "Throttling"));
+    e.interfaces.alb_fails(
+        "orders",
+        aws_error("ec2:DescribeNetworkInterfaces", "Throttling"),
+    );
     let report = tick(&e, 2).await;
     let error = report.mappings[0]
         .error
@@ -243,7 +245,8 @@ async fn an_exact_source_counts_down_and_a_failed_listing_changes_nothing() {
     e.interfaces.alb("orders", &[], crate::sync::fakes::VPC);
     assert!(tick(&e, 3).await.mappings[0].error.is_some());
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80", "10.0.0.2:80"]);
-    e.interfaces.alb("orders", &["10.0.0.1"], crate::sync::fakes::VPC);
+    e.interfaces
+        .alb("orders", &["10.0.0.1"], crate::sync::fakes::VPC);
     tick(&e, 4).await;
     assert_eq!(e.elb.now(TG), ["10.0.0.1:80"], "second absence");
 }
@@ -371,7 +374,10 @@ async fn one_slow_name_fails_alone() {
         {"dns_name": "a.example.com", "target_group_arn": TG2, "port": 80}
     ]);
     let d = dns(&[("a.example.com", &["10.0.0.1"])]);
-    d.hang.lock().expect("lock").insert("slow.example.com".into());
+    d.hang
+        .lock()
+        .expect("lock")
+        .insert("slow.example.com".into());
     let e = engine(
         config(Some(targets)),
         d,
@@ -651,9 +657,8 @@ async fn a_saturated_name_writes_no_new_state_each_run() {
         Nics::default(),
         Groups::with(&[(TG, &[])]),
     );
-    let subset = |start: u8| -> Vec<String> {
-        (start..start + 8).map(|i| format!("10.0.0.{i}")).collect()
-    };
+    let subset =
+        |start: u8| -> Vec<String> { (start..start + 8).map(|i| format!("10.0.0.{i}")).collect() };
     let answer = |start: u8| {
         let addrs = subset(start);
         let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
@@ -718,7 +723,11 @@ async fn a_state_too_large_to_read_back_fails_its_mapping_and_writes_nothing() {
     let report = tick(&e, 1).await;
     let error = report.mappings[0].error.clone().expect("too large");
     assert_eq!(error.kind, ErrorKind::State);
-    assert!(error.message.contains("cannot be written"), "{}", error.message);
+    assert!(
+        error.message.contains("cannot be written"),
+        "{}",
+        error.message
+    );
     assert!(e.store.objects.lock().expect("lock").is_empty());
     assert!(e.elb.now(TG).is_empty(), "intent first: nothing changed");
 }
@@ -756,7 +765,11 @@ fn fleet(n: usize) -> (Groups, Dns) {
         let arn = format!(
             "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/g{i}/50dc6c495c0c9188"
         );
-        groups.targets.lock().expect("lock").insert(arn.clone(), Vec::new());
+        groups
+            .targets
+            .lock()
+            .expect("lock")
+            .insert(arn.clone(), Vec::new());
         let name = format!("svc{i}.example.com");
         groups.tag(&arn, &[("tether:source", &format!("dns:{name}"))]);
         dns.answer(&name, &[&format!("10.1.{}.{}", i / 250, i % 250)]);
@@ -794,7 +807,11 @@ async fn over_the_budget_quiet_groups_rotate_and_a_changed_source_is_read_at_onc
     for n in 1..=6 {
         let r = e.run_at(soon(), minute(n)).await;
         assert_eq!(r.failures(), Vec::<String>::new());
-        assert_eq!((r.described_groups(), r.deferred_groups()), (10, 0), "run {n}");
+        assert_eq!(
+            (r.described_groups(), r.deferred_groups()),
+            (10, 0),
+            "run {n}"
+        );
         assert_eq!(r.synced_groups(), 60);
         for m in r.mappings.iter().filter(|m| m.described) {
             *times.entry(m.target_group_arn.clone()).or_default() += 1;
@@ -802,8 +819,16 @@ async fn over_the_budget_quiet_groups_rotate_and_a_changed_source_is_read_at_onc
     }
     assert_eq!(times.len(), 60, "every group once in K runs");
     assert!(times.values().all(|n| *n == 1));
-    assert_eq!(e.store.inner().loads.load(Ordering::SeqCst), loads, "warm: no read");
-    assert_eq!(e.store.inner().saves.load(Ordering::SeqCst), saves, "quiet: no write");
+    assert_eq!(
+        e.store.inner().loads.load(Ordering::SeqCst),
+        loads,
+        "warm: no read"
+    );
+    assert_eq!(
+        e.store.inner().saves.load(Ordering::SeqCst),
+        saves,
+        "quiet: no write"
+    );
     // One source changes: its group is read the next run, whatever its turn.
     e.dns.answer("svc7.example.com", &["10.9.9.9"]);
     let r = e.run_at(soon(), minute(7)).await;
@@ -813,7 +838,10 @@ async fn over_the_budget_quiet_groups_rotate_and_a_changed_source_is_read_at_onc
         .find(|m| m.source.to_string() == "dns:svc7.example.com")
         .expect("g7");
     assert!(g7.described);
-    assert_eq!(g7.registered, ["10.9.9.9:80".parse::<SocketAddr>().expect("sa")]);
+    assert_eq!(
+        g7.registered,
+        ["10.9.9.9:80".parse::<SocketAddr>().expect("sa")]
+    );
 }
 
 /// More changed groups than the budget: the rest wait for the next run,
@@ -852,7 +880,10 @@ async fn a_source_role_must_be_allowed_and_is_used_for_the_listing() {
     tags(
         &mut groups,
         TG,
-        &[("tether:source", "alb:orders"), ("tether:source-role", role)],
+        &[
+            ("tether:source", "alb:orders"),
+            ("tether:source-role", role),
+        ],
     );
     tags(
         &mut groups,
@@ -872,7 +903,10 @@ async fn a_source_role_must_be_allowed_and_is_used_for_the_listing() {
     assert!(e.elb.now(TG2).is_empty());
     let failures = report.failures();
     assert_eq!(failures.len(), 1, "{failures:?}");
-    assert!(failures[0].contains(&format!("{TG2} tag tether:source-role")), "{failures:?}");
+    assert!(
+        failures[0].contains(&format!("{TG2} tag tether:source-role")),
+        "{failures:?}"
+    );
     let roles = e.interfaces.roles.lock().expect("lock").clone();
     assert_eq!(roles, [Some(role.parse().expect("role"))]);
 }
@@ -901,7 +935,10 @@ async fn access_denied_on_the_source_role_is_doubt_never_absence() {
     for n in 1..=3 {
         let report = tick(&e, n).await;
         assert_eq!(
-            report.mappings[0].error.as_ref().and_then(|e| e.code.as_deref()),
+            report.mappings[0]
+                .error
+                .as_ref()
+                .and_then(|e| e.code.as_deref()),
             Some("AccessDenied")
         );
         assert_eq!(e.elb.now(TG), ["10.0.0.1:80", "10.0.0.2:80"]);
@@ -920,10 +957,18 @@ async fn an_empty_answer_after_full_ones_counts_nothing_down() {
             _: crate::dns::RecordKind,
         ) -> Result<Vec<IpAddr>, DnsFailure> {
             let mut answers = self.0.lock().expect("lock");
-            Ok(if answers.is_empty() { Vec::new() } else { answers.remove(0) })
+            Ok(if answers.is_empty() {
+                Vec::new()
+            } else {
+                answers.remove(0)
+            })
         }
     }
-    let eight = |from: u8| (from..from + 8).map(|i| IpAddr::from([10, 0, 0, i])).collect();
+    let eight = |from: u8| {
+        (from..from + 8)
+            .map(|i| IpAddr::from([10, 0, 0, i]))
+            .collect()
+    };
     let e = Engine {
         config: one_mapping(serde_json::json!({"deregister_after": 1})),
         dns: Flaky(std::sync::Mutex::new(vec![eight(1), eight(3)])),
@@ -934,7 +979,10 @@ async fn an_empty_answer_after_full_ones_counts_nothing_down() {
     };
     let report = e.run_at(soon(), minute(1)).await;
     let m = &report.mappings[0];
-    assert_eq!(m.error.as_ref().and_then(|e| e.code.as_deref()), Some("EmptyAfterFull"));
+    assert_eq!(
+        m.error.as_ref().and_then(|e| e.code.as_deref()),
+        Some("EmptyAfterFull")
+    );
     assert!(m.deregistered.is_empty());
     assert!(m.pending.is_empty(), "{:?}", m.pending);
     assert_eq!(m.registered.len(), 10, "what was seen is registered");
@@ -947,7 +995,13 @@ fn the_scheduled_time_of_an_event_is_its_period() {
     assert_eq!(at("2026-11-24T12:00:00Z"), Some(1_795_521_600));
     assert_eq!(at("2024-02-29T23:59:59Z"), Some(1_709_251_199));
     assert_eq!(at("2022-03-22T18:59:43.123Z"), Some(1_647_975_583));
-    for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-24 12:00:00Z", "<aws.scheduler.scheduled-time>"] {
+    for bad in [
+        "",
+        "yesterday",
+        "2026-13-01T00:00:00Z",
+        "2026-11-24 12:00:00Z",
+        "<aws.scheduler.scheduled-time>",
+    ] {
         assert_eq!(at(bad), None, "{bad}");
     }
     assert_eq!(scheduled_time(&serde_json::json!({})), None);

@@ -538,7 +538,9 @@ impl<T: TargetGroups> TargetGroups for Arc<T> {
         targets: &[SocketAddr],
         availability_zone: Option<&str>,
     ) -> Result<(), AwsError> {
-        self.as_ref().register(arn, targets, availability_zone).await
+        self.as_ref()
+            .register(arn, targets, availability_zone)
+            .await
     }
 
     async fn deregister(&self, arn: &TargetGroupArn, targets: &[Target]) -> Result<(), AwsError> {

@@ -330,4 +330,3 @@ impl TargetGroups for Elb {
         Ok(())
     }
 }
-

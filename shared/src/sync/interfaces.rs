@@ -285,18 +285,15 @@ impl Interfaces for Ec2Interfaces {
         // Each ALB's description, then one call per batch of descriptions.
         let mut wanted: BTreeMap<String, Vec<&AlbRef>> = BTreeMap::new();
         for alb in albs {
-            let described = self
-                .alb_arn(&account, role, alb)
-                .await
-                .and_then(|arn| {
-                    alb_interface_description(&arn).ok_or_else(|| {
-                        AwsError::new(
-                            "elasticloadbalancing:DescribeLoadBalancers",
-                            &arn,
-                            "not an Application Load Balancer ARN",
-                        )
-                    })
-                });
+            let described = self.alb_arn(&account, role, alb).await.and_then(|arn| {
+                alb_interface_description(&arn).ok_or_else(|| {
+                    AwsError::new(
+                        "elasticloadbalancing:DescribeLoadBalancers",
+                        &arn,
+                        "not an Application Load Balancer ARN",
+                    )
+                })
+            });
             match described {
                 Ok(description) => wanted.entry(description).or_default().push(alb),
                 Err(e) => {
@@ -374,7 +371,10 @@ impl Interfaces for Ec2Interfaces {
             for id in batch {
                 let Some(endpoint) = endpoints.iter().find(|e| e.vpc_endpoint_id() == Some(id))
                 else {
-                    out.insert(id.clone(), Err(AwsError::new(OP, id, "no such VPC endpoint")));
+                    out.insert(
+                        id.clone(),
+                        Err(AwsError::new(OP, id, "no such VPC endpoint")),
+                    );
                     continue;
                 };
                 let result = interfaces.as_ref().map_err(Clone::clone).map(|all| {

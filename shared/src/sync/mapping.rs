@@ -643,8 +643,14 @@ mod tests {
         assert!(parsed.matches("arn:aws:iam::*:role/*"));
         assert!(!parsed.matches("arn:aws:iam::333333333333:role/*"));
         for (value, needle) in [
-            (json!({"load_balancer": "orders", "target_group_arn": ARN, "port": 80, "source_role": "arn:aws:iam::1:role/x"}), "not an IAM role ARN"),
-            (json!({"dns_name": "a.b", "target_group_arn": ARN, "port": 80, "source_role": role}), "DNS source"),
+            (
+                json!({"load_balancer": "orders", "target_group_arn": ARN, "port": 80, "source_role": "arn:aws:iam::1:role/x"}),
+                "not an IAM role ARN",
+            ),
+            (
+                json!({"dns_name": "a.b", "target_group_arn": ARN, "port": 80, "source_role": role}),
+                "DNS source",
+            ),
         ] {
             let err = Mapping::from_json("TARGETS[0]", &value).unwrap_err();
             assert_eq!(err.location, "TARGETS[0].source_role");

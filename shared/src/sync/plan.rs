@@ -687,7 +687,12 @@ mod tests {
         let partial = Resolution::Partial(BTreeSet::from([ip(1)]));
         let (p, _) = one(&m, &partial, &reg(&[sa(1, 80)]), &Prior::Fresh);
         assert!(!p.state.unwrap().in_sync);
-        let (p, _) = one(&m, &complete(&[1]), &reg(&[sa(1, 80), sa(2, 80)]), &Prior::Fresh);
+        let (p, _) = one(
+            &m,
+            &complete(&[1]),
+            &reg(&[sa(1, 80), sa(2, 80)]),
+            &Prior::Fresh,
+        );
         assert!(!p.state.unwrap().in_sync, "a target counts down");
     }
 

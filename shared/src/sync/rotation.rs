@@ -103,9 +103,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn arn(i: usize) -> TargetGroupArn {
-        format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/g{i}/0123456789abcdef")
-            .parse()
-            .expect("arn")
+        format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/g{i}/0123456789abcdef"
+        )
+        .parse()
+        .expect("arn")
     }
 
     fn fleet(n: usize, need: Need) -> Vec<(TargetGroupArn, Need)> {
@@ -130,7 +132,11 @@ mod tests {
         // 3000 / 15 = 200 quiet groups are due; 220 places remain for them,
         // and the 20 left are not spent on quiet groups out of turn.
         // (A changed group may also be one whose turn it is.)
-        assert!((239..=240).contains(&c.describe.len()), "{}", c.describe.len());
+        assert!(
+            (239..=240).contains(&c.describe.len()),
+            "{}",
+            c.describe.len()
+        );
         assert!(c.deferred.is_empty(), "{}", c.deferred.len());
         assert_eq!(c.skipped.len(), 3000 - c.describe.len());
     }

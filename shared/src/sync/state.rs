@@ -272,7 +272,8 @@ mod tests {
 
     #[test]
     fn an_unknown_field_in_this_version_is_unusable() {
-        let extra = br#"{"schema_version":2,"seen":[],"pending":{},"owned":[],"in_sync":false,"x":1}"#;
+        let extra =
+            br#"{"schema_version":2,"seen":[],"pending":{},"owned":[],"in_sync":false,"x":1}"#;
         let err = SyncState::decode(extra).unwrap_err();
         assert!(!err.refuses(), "{err}");
     }

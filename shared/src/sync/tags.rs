@@ -159,7 +159,11 @@ pub fn mapping_from_tags(
         FieldError::new(at(tag), e.problem)
     })?;
     // The group's family: RegisterTargets refuses any other.
-    let family = if group.ipv6 { RecordKind::Aaaa } else { RecordKind::A };
+    let family = if group.ipv6 {
+        RecordKind::Aaaa
+    } else {
+        RecordKind::A
+    };
     if m.record_types != [family] {
         let given: Vec<&str> = m.record_types.iter().map(|k| k.as_str()).collect();
         return Err(FieldError::new(

@@ -2,7 +2,6 @@
 //! followed by `target-sync` into an NLB target group, one scheduled tick at
 //! a time.
 
-
 use serde_json::{Value, json};
 
 use super::heading;
