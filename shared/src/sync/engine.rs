@@ -754,7 +754,9 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         members: &[Member<'_>],
         deadline: tokio::time::Instant,
     ) -> Result<Described, MappingError> {
-        let until = deadline.checked_sub(RESET_RESERVE).unwrap_or(deadline);
+        // The reserve, or a quarter of what is left when less is left.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let until = deadline - RESET_RESERVE.min(left / 4);
         let error = match timeout_at(until, self.elb.describe(arn)).await {
             Ok(Ok(described)) => return Ok(described),
             Ok(Err(e)) => MappingError::aws(ErrorKind::Elb, &e),

@@ -15,8 +15,9 @@
 //!
 //! A source in another account (a shared VPC, a hub-and-spoke network) is
 //! listed with credentials of a role there, from `sts:AssumeRole` with the
-//! configured external ID (IAM user guide, "Access to AWS accounts owned by
-//! third parties"). The SDK keeps the credentials until they expire and
+//! configured external ID, which the role's trust policy requires with the
+//! condition `sts:ExternalId` (IAM user guide, "Access to AWS accounts owned
+//! by third parties": id_roles_create_for-user_externalid.html). The SDK keeps the credentials until they expire and
 //! asks for new ones then. Any failure, `AccessDenied` on the role
 //! included, is a failed listing: doubt, never absence.
 
