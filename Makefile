@@ -88,7 +88,10 @@ fmt: ## Format the code.
 
 test: announce-test venv lint ## Lint, then every unit, property and integration test.
 	@echo "==> Building the functions and the tests (debug)"
-	cargo build --workspace --bins
+	@# One build of the binaries and the tests together: the tests' dev
+	@# dependencies (tokio's test-util) unify into the binaries' too, so
+	@# `cargo test` below compiles nothing again (the AWS SDK crates once).
+	cargo build --workspace --bins --tests
 	@echo "==> Running every unit, property and integration test"
 	cargo test --workspace $(CARGO_TEST_FLAGS)
 

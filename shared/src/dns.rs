@@ -5,7 +5,9 @@
 //! unions the answers. Nothing is cached: every query reaches the server.
 //!
 //! An empty answer (NOERROR, no record of the type) is an answer: the name
-//! has no address of that type. A dual-stack name asked for `A AAAA` that
+//! has no address of that type, unless an earlier answer of the same run
+//! was full: then it contradicts them, and it is doubt
+//! ([`DnsFailure::EmptyAfterFull`]), not the end of the list. A dual-stack name asked for `A AAAA` that
 //! has only IPv4 addresses resolves to those; only a name with no address
 //! at all, or a query that fails (timeout, SERVFAIL, NXDOMAIN), is a failure.
 
@@ -108,6 +110,9 @@ pub enum DnsFailure {
     /// NOERROR with no address of the requested type.
     Empty,
     Refused,
+    /// An empty answer after full ones in the same run: a resolver or
+    /// server in trouble, not proof that the name has no more addresses.
+    EmptyAfterFull,
     Other(String),
 }
 
@@ -120,6 +125,7 @@ impl DnsFailure {
             DnsFailure::NxDomain => "NXDOMAIN",
             DnsFailure::Empty => "NODATA",
             DnsFailure::Refused => "REFUSED",
+            DnsFailure::EmptyAfterFull => "EmptyAfterFull",
             DnsFailure::Other(_) => "DnsError",
         }
     }
@@ -133,6 +139,9 @@ impl fmt::Display for DnsFailure {
             DnsFailure::NxDomain => f.write_str("NXDOMAIN (no such name)"),
             DnsFailure::Empty => f.write_str("empty answer"),
             DnsFailure::Refused => f.write_str("REFUSED"),
+            DnsFailure::EmptyAfterFull => {
+                f.write_str("an empty answer after full ones (doubt, not the end of the list)")
+            }
             DnsFailure::Other(e) => write!(f, "{e}"),
         }
     }
@@ -232,24 +241,26 @@ async fn resolve_kind<L: Lookup>(
     };
     while answer.lookups < max_lookups {
         answer.lookups += 1;
-        match dns.lookup(name, kind).await {
-            Ok(addrs) => {
-                let addrs: Vec<IpAddr> = addrs.into_iter().filter(|ip| kind.matches(ip)).collect();
-                if addrs.is_empty() {
-                    // NOERROR without a record of this type: an answer.
-                    return answer;
-                }
-                let full = addrs.len() >= FULL_ANSWER;
-                answer.found.extend(addrs);
-                if !full {
-                    return answer;
-                }
-            }
-            Err(DnsFailure::Empty) => return answer,
+        let addrs: Vec<IpAddr> = match dns.lookup(name, kind).await {
+            Ok(addrs) => addrs.into_iter().filter(|ip| kind.matches(ip)).collect(),
+            Err(DnsFailure::Empty) => Vec::new(),
             Err(failure) => {
                 answer.failure = Some(failure);
                 return answer;
             }
+        };
+        if addrs.is_empty() {
+            // NOERROR without a record of this type: an answer, unless it
+            // contradicts the full answers before it.
+            if !answer.found.is_empty() {
+                answer.failure = Some(DnsFailure::EmptyAfterFull);
+            }
+            return answer;
+        }
+        let full = addrs.len() >= FULL_ANSWER;
+        answer.found.extend(addrs);
+        if !full {
+            return answer;
         }
     }
     // Every answer was full: there may be addresses no answer showed.
@@ -409,6 +420,19 @@ mod tests {
         assert_eq!(r.addrs, set(0..8));
         assert_eq!(r.failures, []);
         assert_eq!(r.failure_message("alb"), None);
+    }
+
+    /// Lookups 1 and 2 of a 12-node ALB hold 8 each, lookup 3 is empty:
+    /// the 10 seen are not the whole name.
+    #[tokio::test]
+    async fn an_empty_answer_after_full_ones_is_doubt() {
+        for empty in [Ok(vec![]), Err(DnsFailure::Empty)] {
+            let dns = Script(Mutex::new(vec![Ok(ips(0..8)), Ok(ips(2..10)), empty]));
+            let r = resolve(&dns, "alb", &[RecordKind::A], 8).await;
+            assert_eq!(r.addrs, set(0..10));
+            assert_eq!(r.failures, [(RecordKind::A, DnsFailure::EmptyAfterFull)]);
+            assert!(!r.saturated);
+        }
     }
 
     #[tokio::test]

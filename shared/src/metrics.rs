@@ -8,9 +8,6 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
 use crate::aws::AwsError;
 
-/// Data points per PutMetricData call (the API takes up to 1000).
-const PER_CALL: usize = 500;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
     Count,
@@ -104,7 +101,7 @@ fn datum(d: &Datum) -> MetricDatum {
 
 impl Metrics for CloudWatch {
     async fn publish(&self, namespace: &str, data: &[Datum]) -> Result<(), AwsError> {
-        for chunk in data.chunks(PER_CALL) {
+        for chunk in data.chunks(crate::aws::limits::METRIC_DATA_PER_CALL) {
             self.client
                 .put_metric_data()
                 .namespace(namespace)

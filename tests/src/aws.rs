@@ -74,6 +74,46 @@ pub async fn create_vpc_with_subnets(moto: &Moto) -> Result<Network, BoxError> {
     Ok(Network { vpc_id, subnet_ids })
 }
 
+/// Creates VPC `cidr` with two /24 subnets (us-east-1a and us-east-1b)
+/// through the SDK, in the account of `ec2`'s credentials (moto keeps
+/// resources per account, chosen by the credentials: an assumed role's act
+/// in the role's account).
+pub async fn create_vpc_in_account(
+    ec2: &aws_sdk_ec2::Client,
+    second_octet: u8,
+) -> Result<Network, BoxError> {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(format!("10.{second_octet}.0.0/16"))
+        .send()
+        .await
+        .map_err(|e| sdk_error("CreateVpc", e))?;
+    let vpc_id = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .ok_or("CreateVpc: no id")?
+        .to_owned();
+    let mut subnet_ids = Vec::new();
+    for (third, zone) in [(1, "us-east-1a"), (2, "us-east-1b")] {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(format!("10.{second_octet}.{third}.0/24"))
+            .availability_zone(zone)
+            .send()
+            .await
+            .map_err(|e| sdk_error("CreateSubnet", e))?;
+        subnet_ids.push(
+            subnet
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .ok_or("CreateSubnet: no id")?
+                .to_owned(),
+        );
+    }
+    Ok(Network { vpc_id, subnet_ids })
+}
+
 /// Creates an IP target group (protocol TCP, the given port) in the network's
 /// VPC and returns its ARN.
 pub async fn create_nlb_target_group(
@@ -182,7 +222,8 @@ pub async fn create_alb_nodes(
         .ok_or_else(|| format!("{alb_arn} is not a load balancer ARN"))?;
     let mut ids = Vec::new();
     for ip in ips {
-        let subnet = if ip.starts_with("10.0.2.") {
+        let second = ip.split('.').nth(2) == Some("2");
+        let subnet = if second {
             &net.subnet_ids[1]
         } else {
             &net.subnet_ids[0]

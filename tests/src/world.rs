@@ -159,8 +159,64 @@ pub fn state_key(tg_arn: &str, dns_name: &str, port: u16) -> String {
 }
 
 /// One scheduled invocation: the function's response or its error body.
+/// Each tick of a function process is a minute after its last (the event's
+/// `time`, which is the run's schedule period), starting from now.
 pub async fn tick(f: &FunctionProcess) -> Result<Result<Value, Value>, BoxError> {
-    Ok(f.invoke(scheduled_event(), TICK_TIMEOUT).await?.result)
+    let minute = next_minute(f);
+    Ok(f.invoke(scheduled_event_at(minute), TICK_TIMEOUT)
+        .await?
+        .result)
+}
+
+/// The next tick's time of this function process, in Unix seconds.
+fn next_minute(f: &FunctionProcess) -> u64 {
+    static TICKS: std::sync::Mutex<Vec<(usize, u64)>> = std::sync::Mutex::new(Vec::new());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let key = f as *const FunctionProcess as usize;
+    let mut ticks = TICKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match ticks.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, last)) => {
+            *last = (*last + 60).max(now - now % 60);
+            *last
+        }
+        None => {
+            ticks.push((key, now - now % 60));
+            now - now % 60
+        }
+    }
+}
+
+/// A scheduled event for the tick at `unix` seconds, as the template's
+/// schedule delivers it (EventBridge rule events carry the same `time`).
+pub fn scheduled_event_at(unix: u64) -> Value {
+    let mut event = scheduled_event();
+    event["time"] = json!(rfc3339(unix));
+    event
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+fn rfc3339(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// One scheduled invocation that must succeed; the error carries the logs.

@@ -21,7 +21,7 @@ FUNCTIONS = {"TargetSyncFunction": "target-sync", "HealthCanaryFunction": "healt
 CANARY_SLOTS = {"HealthCanaryFunction1": "health-canary", "HealthCanaryFunction2": "health-canary"}
 # The only actions AWS offers no resource-level permission for, and so may be on "*".
 STAR_OK = {
-    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTags",
+    "tag:GetResources", "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeLoadBalancers",
     "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcEndpoints", "cloudwatch:PutMetricData", "cloudwatch:GetMetricData",
 }
@@ -29,7 +29,7 @@ REGISTER = {"elasticloadbalancing:RegisterTargets", "elasticloadbalancing:Deregi
 # What target-sync publishes per run (dimension FunctionName), as in /work/notes/contract.md.
 # The fleet totals: a fixed set whatever the number of target groups.
 PER_RUN_METRICS = {"FailedMappings", "SyncedGroups", "SaturatedMappings", "HeldBackTargets", "PendingDeregistrations",
-                   "Registrations", "Deregistrations"}
+                   "DeferredGroups", "Registrations", "Deregistrations"}
 
 
 @pytest.fixture(scope="module")
@@ -417,7 +417,8 @@ def test_per_run_alarms_watch_what_target_sync_publishes(rendered):
     alarms = {k: v["Properties"] for k, v in res.items()
               if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"].get("Namespace") == {"Ref": "MetricsNamespace"}
               and v["Properties"]["MetricName"] not in ("RegionUnhealthy", "SoonestCertificateExpiryDays", "DegradedEndpoints")}
-    assert {a["MetricName"] for a in alarms.values()} == {"FailedMappings", "SaturatedMappings", "HeldBackTargets"}
+    assert {a["MetricName"] for a in alarms.values()} == {"FailedMappings", "SaturatedMappings", "HeldBackTargets",
+                                                         "DeferredGroups"}
     assert {a["MetricName"] for a in alarms.values()} <= PER_RUN_METRICS
     for name, alarm in alarms.items():
         assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "TargetSyncFunction"}}], name
@@ -553,7 +554,9 @@ def test_the_environments_a_full_deployment_starts_the_binaries_with():
 
     envs = environments(render(), PARAMETERS, ATTRIBUTES)
     assert set(envs["TargetSyncFunction"]) == {"TAG_DISCOVERY", "TAG_PREFIX", "STATE_BUCKET", "STATE_PREFIX", "DNS_SERVERS",
-                                               "METRICS_NAMESPACE", "CW_METRIC_FLAG_IP_COUNT", "MAPPING_METRICS"}
+                                               "METRICS_NAMESPACE", "CW_METRIC_FLAG_IP_COUNT", "MAPPING_METRICS",
+                                               "DESCRIBE_SHARE", "DESCRIBE_EVERY", "SCHEDULE", "SOURCE_ROLE_ARNS",
+                                               "SOURCE_ROLE_EXTERNAL_ID"}
     assert envs["TargetSyncFunction"]["TAG_PREFIX"] == "tether:" and envs["TargetSyncFunction"]["TAG_DISCOVERY"] == "true"
     # The first sync (custom-resources) starts with target-sync's configuration.
     assert envs["CustomResourcesFunction"] == envs["TargetSyncFunction"]
@@ -599,3 +602,45 @@ def test_every_skipped_checkov_check_says_why():
     for name, check, reason in found:
         assert check.startswith("CKV_"), (name, check)
         assert len(reason.split()) >= 5, (name, check, reason)
+
+
+def test_discovery_is_the_tagging_api_not_describe_tags(rendered):
+    """GetResources filtered on the tag key lists only the opted-in groups;
+    DescribeTags over every group is gone (and so is its permission)."""
+    for role in ["TargetSyncFunctionRole", "CustomResourcesFunctionRole"]:
+        granted = actions(statements_of(rendered, role))
+        assert "tag:GetResources" in granted, role
+        assert "elasticloadbalancing:DescribeTags" not in granted, role
+
+
+def test_source_roles_are_assumed_only_as_listed():
+    """sts:AssumeRole appears once, on SourceRoleArns exactly, and only when
+    the user lists roles."""
+    assert "TargetSyncSourceRolesPolicy" not in created(load(), PARAMETERS)
+    roles = "arn:aws:iam::222222222222:role/tether-source,arn:aws:iam::*:role/hub/*"
+    assert "TargetSyncSourceRolesPolicy" in created(load(), {**PARAMETERS, "SourceRoleArns": roles})
+    assert load()["Resources"]["TargetSyncSourceRolesPolicy"]["Condition"] == "HasSourceRoles"
+    res = render({"SourceRoleArns": roles})["Resources"]
+    policy = res["TargetSyncSourceRolesPolicy"]["Properties"]
+    assert policy["Roles"] == [{"Ref": "TargetSyncFunctionRole"}, {"Ref": "CustomResourcesFunctionRole"}]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Sid": "AssumeSourceRoles", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": {"Ref": "SourceRoleArns"}}]
+    for name, r in res.items():
+        if r["Type"] == "AWS::IAM::ManagedPolicy" and name != "TargetSyncSourceRolesPolicy":
+            assert "sts:AssumeRole" not in json.dumps(r["Properties"]["PolicyDocument"]), name
+    pattern = load()["Parameters"]["SourceRoleArns"]["AllowedPattern"]
+    for good in roles.split(","):
+        assert re.fullmatch(pattern, good), good
+    for bad in ["*", "arn:aws:iam::*:*", "arn:aws:s3:::bucket", 'arn:aws:iam::1:role/"x']:
+        assert not re.fullmatch(pattern, bad), bad
+
+
+def test_the_function_knows_its_schedule_and_its_share_of_elb(rendered):
+    env = rendered["Resources"]["TargetSyncFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SCHEDULE"] == {"Ref": "ScheduleRate"}
+    assert env["DESCRIBE_SHARE"] == {"Ref": "DescribeShare"}
+    assert env["DESCRIBE_EVERY"] == {"Ref": "DescribeEvery"}
+    assert env["SOURCE_ROLE_ARNS"] == {"Fn::Join": [",", {"Ref": "SourceRoleArns"}]}
+    share = load()["Parameters"]["DescribeShare"]
+    # A quarter of ELB's Describe rate always stays with the account's other users.
+    assert (share["MinValue"], share["MaxValue"], share["Default"]) == (1, 75, 50)

@@ -47,7 +47,8 @@ async fn first_run_registers_every_address_and_writes_state() -> R {
         .state(&state_key(&tg, ALB, 80))
         .await?
         .ok_or("no state object")?;
-    assert_eq!(state["schema_version"], 1);
+    assert_eq!(state["schema_version"], 2);
+    assert_eq!(state["in_sync"], true, "left equal to its source");
     assert_eq!(
         state["seen"],
         json!(["10.0.1.10", "10.0.1.30", "10.0.2.20"])
@@ -625,7 +626,7 @@ async fn a_state_object_from_a_newer_tether_or_too_large_is_refused_and_kept() -
             &w.env(&[("TARGETS", &targets_env(&[mapping(ALB, &tg, 80)]))]),
         )
         .await?;
-    let newer = br#"{"schema_version": 2, "targets": {"10.0.9.9:80": {"absent": 7}}}"#.to_vec();
+    let newer = br#"{"schema_version": 3, "targets": {"10.0.9.9:80": {"absent": 7}}}"#.to_vec();
     let big = vec![b' '; 1024 * 1024 + 1];
     for (body, expect) in [
         (newer, "newer tether"),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use aws_smithy_mocks::{RuleMode, mock};
 use serde_json::json;
-use tether_shared::aws::{AwsError, s3_client};
+use tether_shared::aws::{AwsError, SyncClients, s3_client};
 use tether_shared::config::Vars;
 use tether_shared::dns::HickoryDns;
 use tether_shared::metrics::CloudWatch;
@@ -38,8 +38,17 @@ fn config(w: &World, tg: &str) -> Result<SyncConfig, BoxError> {
     Ok(SyncConfig::from_vars(&vars)?)
 }
 
+fn clients(w: &World) -> SyncClients {
+    SyncClients::new(&w.sdk)
+}
+
 fn interfaces(w: &World) -> Ec2Interfaces {
-    Ec2Interfaces::new(w.ec2.clone(), w.elb.clone())
+    Ec2Interfaces::new(&clients(w), None)
+}
+
+/// Clients whose ELB answers come from `elb` (aws-smithy-mocks).
+fn with_elb(w: &World, elb: elbv2::Client) -> SyncClients {
+    SyncClients { elb, ..clients(w) }
 }
 
 /// The real S3 store, with another run's write landing between this run's
@@ -70,7 +79,9 @@ impl StateStore for Racing {
             competitor
                 .seen
                 .insert(std::net::IpAddr::from([10, 0, 3, n as u8]));
-            let body = competitor.encode();
+            let body = competitor
+                .encode()
+                .map_err(|e| AwsError::new("test:encode", key, e.to_string()))?;
             let put = self
                 .s3
                 .put_object()
@@ -89,12 +100,17 @@ impl StateStore for Racing {
     }
 }
 
+/// Counts last counted a minute ago (the run under test counts again).
 fn pending(entries: &[(&str, u32)]) -> SyncState {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     SyncState {
         pending: entries
             .iter()
             .map(|(t, n)| (t.parse().unwrap_or_else(|e| panic!("{t}: {e}")), *n))
             .collect(),
+        counted_at: Some(now - 60),
         ..SyncState::default()
     }
 }
@@ -109,7 +125,7 @@ async fn racing_engine(
     Ok(Engine {
         dns: HickoryDns::new(&config.dns)?,
         interfaces: interfaces(w),
-        elb: Elb::new(w.elb.clone()),
+        elb: Elb::new(&clients(w), 1.0),
         store: Racing {
             inner: S3Store::new(s3.clone(), BUCKET),
             s3,
@@ -132,7 +148,7 @@ async fn stale_target_counting_down(w: &World, name: &str) -> Result<(String, St
     w.s3.put_object()
         .bucket(BUCKET)
         .key(&key)
-        .body(state.encode().into())
+        .body(state.encode()?.into())
         .send()
         .await?;
     Ok((tg, key))
@@ -242,7 +258,7 @@ async fn a_draining_target_back_in_dns_is_registered_again() -> Result<(), BoxEr
     let engine = Engine {
         dns: HickoryDns::new(&config.dns)?,
         interfaces: interfaces(&w),
-        elb: Elb::new(elb),
+        elb: Elb::unpaced(&with_elb(&w, elb)),
         store: S3Store::new(s3_client(&w.sdk), BUCKET),
         metrics: CloudWatch::new(w.cloudwatch.clone()),
         config,
@@ -285,7 +301,7 @@ async fn the_deploy_time_sync_waits_for_a_new_policy_to_take_effect() -> Result<
     let engine = Engine {
         dns: HickoryDns::new(&config.dns)?,
         interfaces: interfaces(&w),
-        elb: Elb::new(elb),
+        elb: Elb::unpaced(&with_elb(&w, elb)),
         store: S3Store::new(s3_client(&w.sdk), BUCKET),
         metrics: tether_shared::cfn::target_sync::Unpublished,
         config,
@@ -317,4 +333,82 @@ fn mocked_elb(rules: &[&aws_smithy_mocks::Rule]) -> elbv2::Client {
             .interceptor(interceptor)
             .build(),
     )
+}
+
+/// Fix 7: `TargetGroupNotFound` is told by the SDK's typed error, not by
+/// matching text: a group the tagging API still lists after it was deleted
+/// is `Gone` (and left), not a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_group_is_told_by_the_typed_error() -> Result<(), BoxError> {
+    use tether_shared::sync::groups::{Described, TargetGroups};
+    let w = World::start().await?;
+    let arn: tether_shared::sync::mapping::TargetGroupArn =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef"
+            .parse()?;
+    let not_found = r#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>TargetGroupNotFound</Code><Message>One or more target groups not found</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
+    let denied = not_found
+        .replace("<Code>TargetGroupNotFound", "<Code>AccessDenied")
+        .replace("One or more target groups not found", "TargetGroupNotFound");
+    let describe = mock!(elbv2::Client::describe_target_health)
+        .sequence()
+        .http_status(400, Some(not_found.to_owned()))
+        .http_status(403, Some(denied))
+        .build();
+    let elb = Elb::unpaced(&with_elb(&w, mocked_elb(&[&describe])));
+    assert_eq!(elb.describe(&arn).await, Ok(Described::Gone));
+    // Another error whose message merely mentions the name is an error.
+    let error = elb.describe(&arn).await.expect_err("denied");
+    assert_eq!(error.code.as_deref(), Some("AccessDenied"));
+    Ok(())
+}
+
+/// Fix 1, through the real S3 client: a conditional `PutObject` lands and
+/// its answer is lost (a 500, or no answer until the attempt times out),
+/// so the SDK retries it with the same `If-Match` and S3 (moto) answers
+/// 412. The proxy in the test support loses the answers
+/// (`ThrottlingProxy::lose_put_answers`). The absence counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_whose_first_attempt_landed_counts_an_absence_once() -> Result<(), BoxError>
+{
+    use tether_tests::throttle::{Lost, ThrottlingProxy};
+    for lost in [Lost::ServerError, Lost::NoAnswer] {
+        let w = World::start().await?;
+        let (tg, key) = stale_target_counting_down(&w, "lost").await?;
+        let proxy = ThrottlingProxy::start(&w.moto.endpoint()).await?;
+        // The state's client goes through the proxy, with a short attempt
+        // timeout so that a lost answer is retried soon.
+        let sdk = w
+            .sdk
+            .to_builder()
+            .endpoint_url(proxy.endpoint())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(2))
+                    .build(),
+            )
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+            .build();
+        let mut config = config(&w, &tg)?;
+        config.mappings[0].deregister_after = 3;
+        let engine = Engine {
+            dns: HickoryDns::new(&config.dns)?,
+            interfaces: interfaces(&w),
+            elb: Elb::new(&clients(&w), 1.0),
+            store: S3Store::new(s3_client(&sdk), BUCKET),
+            metrics: CloudWatch::new(w.cloudwatch.clone()),
+            config,
+        };
+        proxy.lose_put_answers(1, lost);
+        let report = engine.run(Instant::now() + Duration::from_secs(30)).await;
+        assert_eq!(report.mappings[0].error, None, "{lost:?}");
+        assert!(proxy.counts().s3_puts >= 2, "retried: {:?}", proxy.counts());
+        let state = w.state(&key).await?.ok_or("no state")?;
+        assert_eq!(
+            state["pending"],
+            json!({"10.0.1.9:80": 2}),
+            "{lost:?}: counted once"
+        );
+        assert!(w.targets(&tg).await?.contains(&"10.0.1.9:80".to_owned()));
+    }
+    Ok(())
 }

@@ -99,20 +99,25 @@ pub struct AwsResources {
     dns: HickoryDns,
     dns_timeout: Duration,
     elb: Elb,
-    ec2: aws_sdk_ec2::Client,
+    clients: crate::aws::SyncClients,
+    sdk: SdkConfig,
     s3: aws_sdk_s3::Client,
 }
 
 impl AwsResources {
     pub fn from_sdk(sdk: &SdkConfig, settings: &Settings) -> Result<Self, lambda_runtime::Error> {
         // The same throttling-aware clients as the scheduled sync.
-        let (elb, ec2) = crate::sync::engine::fleet_clients(sdk);
+        let clients = crate::aws::SyncClients::new(sdk);
         Ok(Self {
             sync: settings.sync.clone(),
             dns: HickoryDns::new(&settings.dns)?,
             dns_timeout: settings.dns.timeout,
-            elb: Elb::new(elb),
-            ec2,
+            elb: Elb::new(
+                &clients,
+                crate::sync::config::MAX_DESCRIBE_SHARE as f64 / 100.0,
+            ),
+            clients,
+            sdk: sdk.clone(),
             s3: s3_client(sdk),
         })
     }
@@ -177,7 +182,13 @@ impl AwsResources {
         let clients = target_sync::Clients {
             // The function's resolver: DNS_SERVERS is the sync's too.
             dns: target_sync::Resolver::Shared(&self.dns),
-            interfaces: Ec2Interfaces::new(self.ec2.clone(), self.elb.client().clone()),
+            interfaces: Ec2Interfaces::new(
+                &self.clients,
+                Some(crate::sync::interfaces::Accounts {
+                    sdk: self.sdk.clone(),
+                    external_id: config.source_roles.external_id.clone(),
+                }),
+            ),
             elb: &self.elb,
             s3: &self.s3,
         };

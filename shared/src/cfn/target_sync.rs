@@ -321,13 +321,21 @@ async fn undo_registrations(elb: &Elb, registered: &Registered, deadline: Instan
     let mut problems = Vec::new();
     for (arn, addrs) in registered.iter().filter(|(_, a)| !a.is_empty()) {
         let undo = async {
-            let targets: Vec<_> = elb
-                .describe(arn)
-                .await?
-                .into_iter()
-                .filter(|t| !t.draining && addrs.contains(&t.addr))
-                .collect();
-            elb.deregister(arn, &targets).await.map(|()| targets.len())
+            let targets: Vec<_> = match elb.describe(arn).await? {
+                crate::sync::groups::Described::Targets(targets) => targets,
+                crate::sync::groups::Described::Gone => Vec::new(),
+            }
+            .into_iter()
+            .filter(|t| !t.draining && addrs.contains(&t.addr))
+            .collect();
+            if targets.is_empty() {
+                return Ok(0);
+            }
+            // One call per batch of the API's size.
+            for batch in targets.chunks(crate::aws::limits::TARGETS_PER_CALL) {
+                elb.deregister(arn, batch).await?;
+            }
+            Ok::<usize, AwsError>(targets.len())
         };
         match tokio::time::timeout_at(until, undo).await {
             Ok(Ok(n)) => undone += n,

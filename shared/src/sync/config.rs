@@ -8,6 +8,16 @@
 //!   `CW_METRIC_FLAG_IP_COUNT`;
 //! - tags (`TAG_DISCOVERY`, `TAG_PREFIX`): read at every run, see [`super::tags`].
 //!   On by default when neither of the others is set.
+//!
+//! At scale: `DESCRIBE_SHARE` (the percent of ELB's Describe rate a run
+//! may use, default 50, at most 75 so that a quarter is always left to the
+//! account's other users) and `DESCRIBE_EVERY` (K: past that budget, a
+//! quiet group is described at least every K runs, default 15), see
+//! [`super::rotation`]. `SCHEDULE` (the schedule expression, default
+//! `rate(1 minute)`) gives the period in which a target's absence counts
+//! once. Sources in other accounts: `SOURCE_ROLE_ARNS` (the role ARN
+//! patterns a mapping may name, as in the template's policy) and
+//! `SOURCE_ROLE_EXTERNAL_ID`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,13 +26,46 @@ use crate::config::{
     dns_settings, namespace, normalize_prefix, validate_bucket,
 };
 use crate::dns::{DEFAULT_MAX_LOOKUPS, validate_dns_name};
-use crate::fields::{json_array, shorten};
+use crate::fields::{json_array, shorten, split_list};
 
 use super::mapping::{
-    DEFAULT_DEREGISTER_AFTER, Mapping, Ownership, Settings, Source, TargetGroupArn,
+    DEFAULT_DEREGISTER_AFTER, Mapping, Ownership, RoleArn, Settings, Source, TargetGroupArn,
 };
 
 pub const DEFAULT_TAG_PREFIX: &str = "tether:";
+pub const DEFAULT_DESCRIBE_SHARE: u64 = 50;
+/// At most three quarters of ELB's Describe rate: a quarter stays with the
+/// account's other users (their controllers, their consoles).
+pub const MAX_DESCRIBE_SHARE: u64 = 75;
+pub const DEFAULT_DESCRIBE_EVERY: u64 = 15;
+
+/// Which roles a mapping may name to list a source in another account.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceRoles {
+    /// ARN patterns (`*` for any characters), as the template's policy
+    /// allows `sts:AssumeRole` on them. Empty: none.
+    pub allowed: Vec<String>,
+    pub external_id: Option<String>,
+}
+
+impl SourceRoles {
+    /// Whether a mapping may use `role`; the error says why not.
+    pub fn check(&self, role: &RoleArn) -> Result<(), String> {
+        if self.allowed.iter().any(|p| role.matches(p)) {
+            return Ok(());
+        }
+        Err(if self.allowed.is_empty() {
+            format!(
+                "names the role {role}, but no source role is allowed: list its ARN (or a pattern) in SOURCE_ROLE_ARNS (the template's SourceRoleArns)"
+            )
+        } else {
+            format!(
+                "names the role {role}, which matches none of SOURCE_ROLE_ARNS ({}): the function may assume only those",
+                self.allowed.join(", ")
+            )
+        })
+    }
+}
 
 /// The whole target-sync configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +88,14 @@ pub struct SyncConfig {
     /// by default, so that the metrics bill does not grow with the fleet; on
     /// for the AWS sample's drop-in, whose one mapping published its count.
     pub mapping_metrics: bool,
+    /// `DESCRIBE_SHARE`: the percent of ELB's Describe bucket a run may use.
+    pub describe_share: u8,
+    /// `DESCRIBE_EVERY`: past the budget, a quiet group is described at
+    /// least every this many runs.
+    pub describe_every: u64,
+    /// The schedule's period, from `SCHEDULE`.
+    pub schedule_period: std::time::Duration,
+    pub source_roles: SourceRoles,
 }
 
 impl SyncConfig {
@@ -99,6 +150,31 @@ impl SyncConfig {
             None => DEFAULT_STATE_PREFIX.to_owned(),
             Some(p) => normalize_prefix(&p)?,
         };
+        let source_roles = SourceRoles {
+            allowed: match vars.get("SOURCE_ROLE_ARNS") {
+                None => Vec::new(),
+                Some(list) => split_list(&list)
+                    .into_iter()
+                    .map(|p| validate_role_pattern(&p))
+                    .collect::<Result<_, _>>()?,
+            },
+            external_id: vars.get("SOURCE_ROLE_EXTERNAL_ID"),
+        };
+        if let Some(id) = &source_roles.external_id
+            && !(2..=1224).contains(&id.len())
+        {
+            return Err(ConfigError::new(
+                "SOURCE_ROLE_EXTERNAL_ID",
+                "must be 2 to 1224 characters (sts:AssumeRole ExternalId)",
+            ));
+        }
+        for (i, m) in mappings.iter().enumerate() {
+            if let Some(role) = &m.source_role {
+                source_roles
+                    .check(role)
+                    .map_err(|e| ConfigError::new(format!("TARGETS[{i}].source_role"), e))?;
+            }
+        }
         Ok(SyncConfig {
             mappings,
             tag_prefix: discovery
@@ -113,6 +189,17 @@ impl SyncConfig {
             function_name: vars.get("AWS_LAMBDA_FUNCTION_NAME"),
             count_absences: true,
             mapping_metrics: vars.boolean("MAPPING_METRICS")?.unwrap_or(uses_sample),
+            describe_share: vars
+                .number("DESCRIBE_SHARE", 1..=MAX_DESCRIBE_SHARE)?
+                .unwrap_or(DEFAULT_DESCRIBE_SHARE) as u8,
+            describe_every: vars
+                .number("DESCRIBE_EVERY", 1..=1440)?
+                .unwrap_or(DEFAULT_DESCRIBE_EVERY),
+            schedule_period: match vars.get("SCHEDULE") {
+                None => std::time::Duration::from_secs(60),
+                Some(text) => schedule_period(&text)?,
+            },
+            source_roles,
         })
     }
 }
@@ -137,6 +224,57 @@ pub fn validate_tag_prefix(prefix: &str) -> Result<String, ConfigError> {
             ),
         ))
     }
+}
+
+/// A role ARN pattern of `SOURCE_ROLE_ARNS`: an IAM role ARN, `*` allowed.
+fn validate_role_pattern(pattern: &str) -> Result<String, ConfigError> {
+    let sample = pattern.replace('*', "000000000000");
+    let account = sample.split(':').nth(4).unwrap_or_default();
+    // The account part may be a wildcard or 12 digits.
+    let fixed = sample.replacen(account, "000000000000", 1);
+    match fixed.parse::<RoleArn>() {
+        Ok(_) => Ok(pattern.to_owned()),
+        Err(_) => Err(ConfigError::new(
+            "SOURCE_ROLE_ARNS",
+            format!(
+                "\"{}\" is not an IAM role ARN pattern (arn:aws:iam::<account>:role/<name>, * allowed)",
+                shorten(pattern)
+            ),
+        )),
+    }
+}
+
+/// The period of an EventBridge Scheduler expression: `rate(N unit)`, or a
+/// cron expression (counted as one minute, its finest period).
+pub fn schedule_period(text: &str) -> Result<std::time::Duration, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            "SCHEDULE",
+            format!(
+                "\"{}\" is not rate(<n> minute(s)|hour(s)|day(s)) or cron(...)",
+                shorten(text)
+            ),
+        )
+    };
+    if text.starts_with("cron(") && text.ends_with(')') {
+        return Ok(std::time::Duration::from_secs(60));
+    }
+    let inner = text
+        .strip_prefix("rate(")
+        .and_then(|t| t.strip_suffix(')'))
+        .ok_or_else(bad)?;
+    let (n, unit) = inner.trim().split_once(' ').ok_or_else(bad)?;
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let unit_secs = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return Err(bad()),
+    };
+    if n == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(n * unit_secs))
 }
 
 fn parse_targets(json: &str) -> Result<Vec<Mapping>, ConfigError> {
@@ -502,6 +640,53 @@ mod tests {
         .unwrap();
         assert_eq!(c.tag_prefix.as_deref(), Some("tether:"));
         assert_eq!(c.mappings[0].source.to_string(), "alb:orders");
+    }
+
+    #[test]
+    fn scale_settings_and_source_roles() {
+        let c = config(&[("STATE_BUCKET", "b1b")]).unwrap();
+        assert_eq!((c.describe_share, c.describe_every), (50, 15));
+        assert_eq!(c.schedule_period, Duration::from_secs(60));
+        assert_eq!(c.source_roles, SourceRoles::default());
+        let c = config(&[
+            ("STATE_BUCKET", "b1b"),
+            ("DESCRIBE_SHARE", "75"),
+            ("DESCRIBE_EVERY", "10"),
+            ("SCHEDULE", "rate(5 minutes)"),
+            (
+                "SOURCE_ROLE_ARNS",
+                "arn:aws:iam::222222222222:role/tether-*, arn:aws:iam::*:role/hub",
+            ),
+            ("SOURCE_ROLE_EXTERNAL_ID", "tether-prod"),
+        ])
+        .unwrap();
+        assert_eq!((c.describe_share, c.describe_every), (75, 10));
+        assert_eq!(c.schedule_period, Duration::from_secs(300));
+        assert_eq!(c.source_roles.allowed.len(), 2);
+        let role: RoleArn = "arn:aws:iam::333333333333:role/hub".parse().unwrap();
+        assert!(c.source_roles.check(&role).is_ok());
+        let other: RoleArn = "arn:aws:iam::333333333333:role/other".parse().unwrap();
+        assert!(
+            c.source_roles
+                .check(&other)
+                .unwrap_err()
+                .contains("matches none")
+        );
+        for (name, value) in [
+            ("DESCRIBE_SHARE", "80"),
+            ("DESCRIBE_EVERY", "0"),
+            ("SCHEDULE", "every minute"),
+            ("SOURCE_ROLE_ARNS", "arn:aws:s3:::bucket"),
+        ] {
+            let err = config(&[("STATE_BUCKET", "b1b"), (name, value)]).unwrap_err();
+            assert_eq!(err.location, name, "{err}");
+        }
+        let targets = format!(
+            r#"[{{"load_balancer":"orders","target_group_arn":"{ARN}","port":80,"source_role":"arn:aws:iam::444444444444:role/x"}}]"#
+        );
+        let err = config(&[("STATE_BUCKET", "b1b"), ("TARGETS", &targets)]).unwrap_err();
+        assert_eq!(err.location, "TARGETS[0].source_role");
+        assert!(err.problem.contains("SOURCE_ROLE_ARNS"), "{err}");
     }
 
     #[test]

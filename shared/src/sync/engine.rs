@@ -1,22 +1,24 @@
 //! The target-sync engine: one run over every mapping.
 //!
-//! 1. Find the mappings: those configured, and the groups tagged to opt in.
-//! 2. Observe each distinct source once, each under its own time limit.
-//! 3. Per target group, for all its mappings together: read the group once,
-//!    read the states, plan, write the intents (conditional writes), register,
-//!    deregister, write the final states. A conflict re-reads and re-plans once.
-//! 4. Publish the metrics for the whole run.
+//! 1. Find the mappings: those configured, and the groups tagged to opt in
+//!    (the Resource Groups Tagging API).
+//! 2. Observe each distinct source once, each under its own time limit;
+//!    `alb:` and `vpce:` sources together, a few EC2 calls for all of them.
+//! 3. Read every group's states (a warm container has them already), and
+//!    choose the groups to describe within the run's share of ELB's
+//!    Describe bucket ([`super::rotation`]).
+//! 4. Per described group, for all its mappings together: read the group,
+//!    plan, write the intents (conditional writes), register, deregister,
+//!    write the final states. A conflict re-reads and re-plans once.
+//! 5. Publish the metrics for the whole run.
 //!
 //! One group's failure never stops the others; the run reports every failure
 //! at the end so that the invocation fails.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use lambda_runtime::LambdaEvent;
@@ -25,35 +27,38 @@ use tokio::time::timeout_at;
 use tracing::{error, info, warn};
 
 use super::config::SyncConfig;
-use super::groups::Target;
-use super::groups::{BATCH, Elb, TargetGroups};
-use super::interfaces::{Ec2Interfaces, Interfaces};
-use super::mapping::{Mapping, Source, TargetGroupArn};
-use super::plan::{GroupPlan, Input, plan_group, reset_only};
+use super::groups::{Described, Elb, GroupInfo, TargetGroups};
+use super::interfaces::{Accounts, Ec2Interfaces, Interfaces};
+use super::mapping::{AlbRef, Mapping, RoleArn, Source, TargetGroupArn};
+use super::plan::{Counting, GroupPlan, Input, plan_group, reset_only};
 use super::report::{ErrorKind, GroupError, MappingError, MappingReport, SyncFailed, SyncReport};
-use super::source::{ObserveKey, Observed, observe, observe_key};
-use super::state::{Prior, StateError};
-use super::store::{Loaded, S3Store, SaveError, StateStore, Version};
+use super::rotation::{Need, choose};
+use super::source::{ObserveKey, Observed, Resolution, from_listing, observe_dns, observe_key};
+use super::state::{Prior, StateError, SyncState, needs_write};
+use super::store::{CachedStore, Loaded, S3Store, SaveError, StateStore, Version};
 use super::tags::discover;
-use crate::aws::s3_client;
+use crate::aws::limits::TARGETS_PER_CALL;
+use crate::aws::{SyncClients, s3_client};
 use crate::deadline::{RESPONSE_MARGIN, lambda_deadline};
 use crate::dns::{HickoryDns, Lookup};
 use crate::metrics::{CloudWatch, Metrics};
 
-/// Target groups synced at the same time, and sources observed at the same
-/// time (ELB and EC2 rate limits are per account and region).
+/// Target groups synced at the same time (ELB's Describe calls are paced
+/// by the adapter; this bounds the calls in flight).
 const CONCURRENT_GROUPS: usize = 8;
 /// Sources observed at the same time: DNS queries are cheap, and a source
 /// queued behind slow ones must not start too late to finish.
 const CONCURRENT_SOURCES: usize = 64;
+/// State objects read at the same time (a cold container reads them all).
+const CONCURRENT_LOADS: usize = 32;
 /// Kept at the end of a group's time to write countdown resets when its
 /// target group cannot be read.
 const RESET_RESERVE: Duration = Duration::from_secs(3);
+/// Kept at the end of the run for the last groups' writes: Describe calls
+/// are budgeted over the time before it.
+const TAIL_RESERVE: Duration = Duration::from_secs(5);
 /// Of the margin before the Lambda deadline, what publishing may take.
 const PUBLISH_TIME: Duration = Duration::from_secs(2);
-/// Attempts per ELB or EC2 call: throttling (a bucket of 40 Describe calls
-/// refilled at 10 per second) slows a run down rather than failing it.
-const API_ATTEMPTS: u32 = 8;
 
 /// The engine with its dependencies, built once per cold start.
 pub struct Engine<D, I, T, S, M> {
@@ -65,56 +70,20 @@ pub struct Engine<D, I, T, S, M> {
     pub metrics: M,
 }
 
-pub type AwsEngine = Engine<HickoryDns, Ec2Interfaces, Elb, S3Store, CloudWatch>;
-
-/// The ELB and EC2 clients of a sync, built for throttling: ELB allows 40
-/// Describe calls per account and region, refilled at 10 per second.
-/// - Adaptive retries: back off on `Throttling` and pace later calls.
-/// - No retry quota: the SDK's default stops retrying after a few dozen
-///   throttled calls, and a fleet makes hundreds; the run's deadline bounds
-///   the retries instead.
-/// - No whole-operation timeout (waiting for the rate limiter is part of an
-///   operation); each attempt keeps its own.
-pub fn fleet_clients(
-    sdk: &SdkConfig,
-) -> (aws_sdk_elasticloadbalancingv2::Client, aws_sdk_ec2::Client) {
-    let retry = RetryConfig::adaptive()
-        .with_max_attempts(API_ATTEMPTS)
-        .with_max_backoff(Duration::from_secs(5));
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .disable_operation_timeout()
-        .build();
-    let partition = |name: &'static str| {
-        RetryPartition::custom(name)
-            .token_bucket(TokenBucket::unlimited())
-            .build()
-    };
-    let elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(sdk)
-        .retry_config(retry.clone())
-        .timeout_config(timeouts.clone())
-        .retry_partition(partition("tether-elasticloadbalancing"))
-        .build();
-    let ec2 = aws_sdk_ec2::config::Builder::from(sdk)
-        .retry_config(retry)
-        .timeout_config(timeouts)
-        .retry_partition(partition("tether-ec2"))
-        .build();
-    (
-        aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
-        aws_sdk_ec2::Client::from_conf(ec2),
-    )
-}
+pub type AwsEngine = Engine<HickoryDns, Ec2Interfaces, Elb, CachedStore<S3Store>, CloudWatch>;
 
 impl AwsEngine {
     pub fn from_sdk(config: SyncConfig, sdk: &SdkConfig) -> Result<Self, lambda_runtime::Error> {
-        let (elb, ec2) = fleet_clients(sdk);
+        let clients = SyncClients::new(sdk);
+        let accounts = Accounts {
+            sdk: sdk.clone(),
+            external_id: config.source_roles.external_id.clone(),
+        };
         Ok(Engine {
             dns: HickoryDns::new(&config.dns)?,
-            interfaces: Ec2Interfaces::new(ec2, elb.clone()),
-            elb: Elb::new(elb),
-            store: S3Store::new(s3_client(sdk), config.state.bucket.clone()),
+            interfaces: Ec2Interfaces::new(&clients, Some(accounts)),
+            elb: Elb::new(&clients, f64::from(config.describe_share) / 100.0),
+            store: CachedStore::new(S3Store::new(s3_client(sdk), config.state.bucket.clone())),
             metrics: CloudWatch::new(aws_sdk_cloudwatch::Client::new(sdk)),
             config,
         })
@@ -143,12 +112,108 @@ struct Found {
     discovery_error: Option<MappingError>,
 }
 
+/// One mapping of a group through a run: what it is, what its source said,
+/// its state object, what was read of it, and its report.
+struct Member<'a> {
+    mapping: &'a Mapping,
+    observed: Observed,
+    key: String,
+    loaded: Loaded,
+    /// Why this attempt's read of the state failed, if it did: reported
+    /// only if the last attempt's read failed too.
+    load_error: Option<MappingError>,
+    report: MappingReport,
+}
+
+impl Member<'_> {
+    /// Whether this mapping needs its group read this run.
+    fn need(&self) -> Option<Need> {
+        let addrs = self.observed.resolution.addrs()?;
+        Some(match (&self.loaded.prior, &self.observed.resolution) {
+            (Prior::Valid(s), Resolution::Complete(_)) if s.in_sync && &s.seen == addrs => {
+                Need::Quiet
+            }
+            (Prior::Valid(_), _) => Need::Changed,
+            _ => Need::Unknown,
+        })
+    }
+}
+
+/// What one conditional write came to.
+enum Write {
+    Written(Version),
+    /// Another writer changed the object since it was read.
+    Conflict,
+}
+
+/// What writing a group's intents came to.
+enum Intents {
+    /// Every changed intent is written: the versions to write the final
+    /// states over.
+    Written(Vec<Version>),
+    /// Another writer changed one: plan again from what is there now.
+    Conflict,
+}
+
+/// The group's fate this run.
+enum Turn {
+    Describe,
+    Skip,
+    Defer,
+}
+
+/// An event time further than this from now (a replayed event) is not
+/// taken for the run's period.
+const MAX_EVENT_AGE: u64 = 3600;
+
+/// The `time` of a scheduled event, in Unix seconds: an EventBridge rule's
+/// event carries it, and the template's schedule passes EventBridge
+/// Scheduler's `<aws.scheduler.scheduled-time>` as `time` (Scheduler user
+/// guide, "Adding context attributes"), e.g. `2026-11-24T12:00:00Z`.
+pub fn scheduled_time(event: &Value) -> Option<u64> {
+    let text = event.get("time")?.as_str()?;
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !text.ends_with('Z') {
+        return None;
+    }
+    let num = |from: usize, to: usize| text.get(from..to)?.parse::<u64>().ok();
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, sec) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), from 1970.
+    let (y, mo) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engine<D, I, T, S, M> {
-    /// The Lambda handler: any event (the schedule's) starts one run.
+    /// The Lambda handler: any event (the schedule's) starts one run. The
+    /// run's period is the event's `time` when it has one (the time the
+    /// tick was scheduled for: a retry of it carries the same), else now.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<SyncReport, SyncFailed> {
-        let report = self
-            .run(lambda_deadline(event.context.deadline, RESPONSE_MARGIN))
-            .await;
+        let now = unix_now();
+        let at = scheduled_time(&event.payload)
+            .filter(|t| t.abs_diff(now) <= MAX_EVENT_AGE)
+            .unwrap_or(now);
+        let deadline = lambda_deadline(event.context.deadline, RESPONSE_MARGIN);
+        // Boxed: a run's future is deep, and the runtime's would nest it.
+        let report = Box::pin(self.run_at(deadline, at)).await;
         // A failure is logged by the runtime (with the summary) and reported
         // to Lambda, so that the Errors metric and an alarm see it.
         if report.failures().is_empty() {
@@ -160,7 +225,12 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
 
     /// Syncs every mapping and publishes the metrics.
     pub async fn run(&self, deadline: Instant) -> SyncReport {
-        let mut report = self.sync(deadline).await;
+        self.run_at(deadline, unix_now()).await
+    }
+
+    /// [`Engine::run`] for a run started at `now` (Unix seconds).
+    pub async fn run_at(&self, deadline: Instant, now: u64) -> SyncReport {
+        let mut report = Box::pin(self.sync_at(deadline, now)).await;
         let deadline = tokio::time::Instant::from_std(deadline);
         if self.config.metrics.enabled {
             let data = report.metric_data(
@@ -178,7 +248,17 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
 
     /// Syncs every mapping; publishes nothing.
     pub async fn sync(&self, deadline: Instant) -> SyncReport {
+        self.sync_at(deadline, unix_now()).await
+    }
+
+    /// [`Engine::sync`] for a run started at `now` (Unix seconds).
+    pub async fn sync_at(&self, deadline: Instant, now: u64) -> SyncReport {
         let deadline = tokio::time::Instant::from_std(deadline);
+        let counting = Counting {
+            absences: self.config.count_absences,
+            now,
+            period: self.config.schedule_period.as_secs().max(1),
+        };
         let found = match timeout_at(deadline, self.find_mappings()).await {
             Ok(found) => found,
             Err(_) => Found {
@@ -193,20 +273,73 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         for g in &found.bad_tags {
             error!(target_group = %g.target_group_arn, kind = ?ErrorKind::Tags, error = %g.error, "{GROUP_FAILED}");
         }
+        // The groups' VPCs, for exact sources (read once per container).
+        let arns: BTreeSet<TargetGroupArn> = found
+            .mappings
+            .iter()
+            .filter(|m| m.source.is_exact())
+            .map(|m| m.target_group_arn.clone())
+            .collect();
+        let arns: Vec<TargetGroupArn> = arns.into_iter().collect();
+        let groups_info = match arns.is_empty() {
+            true => Ok(HashMap::new()),
+            false => self.elb.info(&arns).await,
+        };
         // Sources get half of the time left, each on its own: one slow name
         // fails its own mappings only, and the groups keep time to apply.
-        let now = tokio::time::Instant::now();
-        let source_deadline = now + deadline.saturating_duration_since(now) / 2;
-        let observed = self.observe_all(&found.mappings, source_deadline).await;
+        let start = tokio::time::Instant::now();
+        let source_deadline = start + deadline.saturating_duration_since(start) / 2;
+        let observed = Box::pin(self.observe_all(&found.mappings, source_deadline)).await;
 
         let mut groups: BTreeMap<&TargetGroupArn, Vec<&Mapping>> = BTreeMap::new();
         for m in &found.mappings {
             groups.entry(&m.target_group_arn).or_default().push(m);
         }
-        let mut mappings: Vec<MappingReport> = futures_util::stream::iter(groups)
+        let members: Vec<(&TargetGroupArn, Vec<Member<'_>>)> = futures_util::stream::iter(groups)
             .map(|(arn, ms)| {
-                let observed = &observed;
-                async move { self.sync_group(arn, &ms, observed, deadline).await }
+                let (observed, info) = (&observed, &groups_info);
+                // Boxed: the run's future would otherwise nest every
+                // step's type, past the compiler's depth limit.
+                Box::pin(async move { (arn, self.members(arn, &ms, observed, info).await) })
+            })
+            .buffered(CONCURRENT_LOADS)
+            .collect()
+            .await;
+
+        // Which groups to read: all while the budget allows, else rotating.
+        let needs: Vec<(TargetGroupArn, Need)> = members
+            .iter()
+            .filter_map(|(arn, ms)| {
+                let need = ms.iter().filter_map(Member::need).min()?;
+                Some(((*arn).clone(), need))
+            })
+            .collect();
+        let window = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .saturating_sub(TAIL_RESERVE);
+        let choice = choose(
+            &needs,
+            self.elb.describe_budget(window),
+            self.config.describe_every,
+            counting.slot(now),
+        );
+        if !choice.deferred.is_empty() {
+            warn!(
+                deferred = choice.deferred.len(),
+                described = choice.describe.len(),
+                "more groups to read than this run's share of ELB's Describe rate: the rest wait for the next run"
+            );
+        }
+        let mut mappings: Vec<MappingReport> = futures_util::stream::iter(members)
+            .map(|(arn, members)| {
+                let turn = if choice.describe.contains(arn) {
+                    Turn::Describe
+                } else if choice.deferred.contains(arn) {
+                    Turn::Defer
+                } else {
+                    Turn::Skip
+                };
+                Box::pin(self.sync_group(arn, members, turn, counting, deadline))
             })
             .buffer_unordered(CONCURRENT_GROUPS)
             .flat_map(futures_util::stream::iter)
@@ -243,15 +376,29 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
             .collect();
         match discover(&self.elb, prefix, &configured).await {
             Ok(discovered) => {
-                found.mappings.extend(discovered.mappings);
-                found.bad_tags = discovered
-                    .errors
-                    .into_iter()
-                    .map(|(target_group_arn, error)| GroupError {
+                for m in discovered.mappings {
+                    // The role must be one the function may assume.
+                    let denied = m
+                        .source_role
+                        .as_ref()
+                        .and_then(|r| self.config.source_roles.check(r).err());
+                    match denied {
+                        None => found.mappings.push(m),
+                        Some(why) => found.bad_tags.push(GroupError {
+                            error: crate::fields::FieldError::new(
+                                format!("{} tag {prefix}source-role", m.target_group_arn),
+                                why,
+                            ),
+                            target_group_arn: m.target_group_arn,
+                        }),
+                    }
+                }
+                found.bad_tags.extend(discovered.errors.into_iter().map(
+                    |(target_group_arn, error)| GroupError {
                         target_group_arn,
                         error,
-                    })
-                    .collect();
+                    },
+                ));
             }
             Err(e) => {
                 error!(error = %e, "discovery by tag failed: tagged groups are not synced this run");
@@ -261,7 +408,8 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         found
     }
 
-    /// Each distinct source once, each bounded by `deadline`.
+    /// Each distinct source once, each bounded by `deadline`: DNS names
+    /// one by one, exact sources a few EC2 calls per account for all.
     async fn observe_all(
         &self,
         mappings: &[Mapping],
@@ -271,67 +419,219 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
         for m in mappings {
             distinct.entry(observe_key(m)).or_insert(m);
         }
-        futures_util::stream::iter(distinct)
-            .map(|(key, m)| async move {
-                let observed =
-                    match timeout_at(deadline, observe(&self.dns, &self.interfaces, m)).await {
-                        Ok(observed) => observed,
-                        Err(_) => Observed::failed(
-                            Some("Timeout".into()),
-                            format!(
-                                "{} did not answer in time (half of the run's time)",
-                                m.source
-                            ),
-                        ),
-                    };
-                (key, observed)
-            })
-            .buffer_unordered(CONCURRENT_SOURCES)
-            .collect()
-            .await
+        let late = |m: &Mapping| {
+            Observed::failed(
+                Some("Timeout".into()),
+                format!(
+                    "{} did not answer in time (half of the run's time)",
+                    m.source
+                ),
+            )
+        };
+        let dns = futures_util::stream::iter(
+            distinct
+                .iter()
+                .filter(|(_, m)| !m.source.is_exact())
+                .map(|(key, m)| (key.clone(), *m)),
+        )
+        .map(|(key, m)| async move {
+            let Source::Dns(name) = &m.source else {
+                return (key, late(m));
+            };
+            let observed = timeout_at(deadline, observe_dns(&self.dns, name, m))
+                .await
+                .unwrap_or_else(|_| late(m));
+            (key, observed)
+        })
+        .buffer_unordered(CONCURRENT_SOURCES)
+        .collect::<Vec<_>>();
+        let exact = timeout_at(deadline, self.observe_exact(&distinct));
+        let (dns, exact) = futures_util::join!(dns, exact);
+        let mut all: HashMap<ObserveKey, Observed> = dns.into_iter().collect();
+        match exact {
+            Ok(exact) => all.extend(exact),
+            Err(_) => all.extend(
+                distinct
+                    .iter()
+                    .filter(|(_, m)| m.source.is_exact())
+                    .map(|(key, m)| (key.clone(), late(m))),
+            ),
+        }
+        all
     }
 
-    async fn sync_group(
+    /// The `alb:` and `vpce:` sources, batched per account.
+    async fn observe_exact(
+        &self,
+        distinct: &HashMap<ObserveKey, &Mapping>,
+    ) -> Vec<(ObserveKey, Observed)> {
+        let mut by_role: BTreeMap<Option<&RoleArn>, (BTreeSet<AlbRef>, BTreeSet<String>)> =
+            BTreeMap::new();
+        for m in distinct.values() {
+            let entry = by_role.entry(m.source_role.as_ref()).or_default();
+            match &m.source {
+                Source::Alb(alb) => {
+                    entry.0.insert(alb.clone());
+                }
+                Source::Vpce(id) => {
+                    entry.1.insert(id.clone());
+                }
+                Source::Dns(_) => {}
+            }
+        }
+        let listings = join_all(by_role.into_iter().map(|(role, (albs, vpces))| async move {
+            let albs: Vec<AlbRef> = albs.into_iter().collect();
+            let vpces: Vec<String> = vpces.into_iter().collect();
+            let (albs, vpces) = futures_util::join!(
+                async {
+                    match albs.is_empty() {
+                        true => HashMap::new(),
+                        false => self.interfaces.albs(role, &albs).await,
+                    }
+                },
+                async {
+                    match vpces.is_empty() {
+                        true => HashMap::new(),
+                        false => self.interfaces.vpces(role, &vpces).await,
+                    }
+                }
+            );
+            (role.cloned(), albs, vpces)
+        }))
+        .await;
+        let mut out = Vec::new();
+        for (key, m) in distinct.iter().filter(|(_, m)| m.source.is_exact()) {
+            let listing = listings
+                .iter()
+                .find(|(role, _, _)| role.as_ref() == m.source_role.as_ref())
+                .and_then(|(_, albs, vpces)| match &m.source {
+                    Source::Alb(alb) => albs.get(alb),
+                    Source::Vpce(id) => vpces.get(id),
+                    Source::Dns(_) => None,
+                });
+            let observed = match listing {
+                Some(listing) => from_listing(m, listing),
+                None => Observed::failed(None, format!("{} was not listed", m.source)),
+            };
+            out.push((key.clone(), observed));
+        }
+        out
+    }
+
+    /// The group's members with their observations and states.
+    async fn members<'m>(
         &self,
         arn: &TargetGroupArn,
-        ms: &[&Mapping],
+        ms: &[&'m Mapping],
         observed: &HashMap<ObserveKey, Observed>,
-        deadline: tokio::time::Instant,
-    ) -> Vec<MappingReport> {
-        let views: Vec<&Observed> = ms.iter().map(|m| &observed[&observe_key(m)]).collect();
-        let mut reports: Vec<MappingReport> = ms
+        info: &Result<HashMap<TargetGroupArn, GroupInfo>, crate::aws::AwsError>,
+    ) -> Vec<Member<'m>> {
+        let mut members: Vec<Member<'m>> = ms
             .iter()
-            .zip(&views)
-            .map(|(m, o)| {
-                let mut r = MappingReport::new(m, Some(o));
+            .map(|m| {
+                let mut o = observed
+                    .get(&observe_key(m))
+                    .cloned()
+                    .unwrap_or_else(|| Observed::failed(None, "not observed".into()));
+                if m.source.is_exact() && o.problem.is_none() {
+                    let group_vpc = match info {
+                        Ok(info) => info.get(arn).map(|g| g.vpc_id.clone()),
+                        Err(e) => {
+                            o = Observed::failed(
+                                e.code.clone(),
+                                format!("reading the target group's VPC: {e}"),
+                            );
+                            None
+                        }
+                    };
+                    if let Some(problem) = vpc_mismatch(m, &o, group_vpc.flatten().as_deref()) {
+                        o = Observed::failed(Some("VpcMismatch".into()), problem);
+                    }
+                }
+                let mut report = MappingReport::new(m, Some(&o));
                 if let Some(p) = &o.problem {
-                    r.fail(MappingError {
+                    report.fail(MappingError {
                         kind: ErrorKind::Source,
                         code: p.code.clone(),
                         message: p.message.clone(),
                     });
                 }
-                r
+                Member {
+                    mapping: m,
+                    observed: o,
+                    key: state_key(&self.config.state.prefix, m, self.config.dry_run),
+                    loaded: Loaded {
+                        prior: Prior::Fresh,
+                        version: Version::Absent,
+                        unusable: None,
+                    },
+                    load_error: None,
+                    report,
+                }
             })
             .collect();
+        self.load_all(&mut members).await;
+        members
+    }
+
+    async fn sync_group(
+        &self,
+        arn: &TargetGroupArn,
+        mut members: Vec<Member<'_>>,
+        turn: Turn,
+        counting: Counting,
+        deadline: tokio::time::Instant,
+    ) -> Vec<MappingReport> {
+        let described = match turn {
+            Turn::Describe => true,
+            Turn::Skip => false,
+            Turn::Defer => {
+                for m in &mut members {
+                    m.report.deferred = true;
+                    m.report.note.get_or_insert_with(|| {
+                        "not read this run: more groups changed than this run's share of ELB's Describe rate allows; the next run reads it first".into()
+                    });
+                }
+                false
+            }
+        };
+        if !described {
+            for m in &mut members {
+                if let Prior::Valid(s) = &m.loaded.prior {
+                    m.report.pending = s.pending.clone();
+                }
+                if let Some(e) = m.load_error.take() {
+                    m.report.fail(e);
+                }
+            }
+            return members.into_iter().map(|m| m.report).collect();
+        }
+        for m in &mut members {
+            m.report.described = true;
+        }
         // Bounded here, so that what was done before the deadline (the
         // registrations already made) stays in the reports.
-        let applied = timeout_at(
-            deadline,
-            self.apply(arn, ms, &views, &mut reports, deadline),
-        );
+        let applied = timeout_at(deadline, self.apply(arn, &mut members, counting, deadline));
         let error = match applied.await {
-            Ok(Ok(())) => return reports,
-            Ok(Err(e)) => e,
-            Err(_) => MappingError::new(
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(MappingError::new(
                 ErrorKind::Deadline,
                 "did not finish before the Lambda deadline; the next run takes over",
-            ),
+            )),
         };
-        for r in &mut reports {
-            r.fail(error.clone());
-        }
-        reports
+        members
+            .into_iter()
+            .map(|mut m| {
+                if let Some(e) = m.load_error.take() {
+                    m.report.fail(e);
+                }
+                if let Some(e) = &error {
+                    m.report.fail(e.clone());
+                }
+                m.report
+            })
+            .collect()
     }
 
     /// Plans and applies the group's changes; an error fails every mapping
@@ -340,46 +640,108 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
     async fn apply(
         &self,
         arn: &TargetGroupArn,
-        ms: &[&Mapping],
-        views: &[&Observed],
-        reports: &mut [MappingReport],
+        members: &mut [Member<'_>],
+        counting: Counting,
         deadline: tokio::time::Instant,
     ) -> Result<(), MappingError> {
-        let keys: Vec<String> = ms
-            .iter()
-            .map(|m| state_key(&self.config.state.prefix, m, self.config.dry_run))
-            .collect();
-        let mut written = Written::new();
+        let mut written = Planned::new();
         for attempt in 1..=2 {
-            let targets = self.read_group(arn, ms, views, &keys, deadline).await?;
-            let stored = self.load_all(ms, &keys, reports).await;
-            let priors = written.priors(&stored);
-            let inputs: Vec<Input<'_>> = (0..ms.len())
-                .map(|i| Input {
-                    mapping: ms[i],
-                    resolution: &views[i].resolution,
-                    prior: &priors[i],
+            if attempt > 1 {
+                self.load_all(members).await;
+            }
+            let targets = match self.read_group(arn, members, deadline).await? {
+                Described::Targets(targets) => targets,
+                Described::Gone => return self.gone(arn, members),
+            };
+            let priors = written.priors(members);
+            let inputs: Vec<Input<'_>> = members
+                .iter()
+                .zip(&priors)
+                .map(|(m, prior)| Input {
+                    mapping: m.mapping,
+                    resolution: &m.observed.resolution,
+                    prior,
                 })
                 .collect();
-            let plan = plan_group(&targets, &inputs, self.config.count_absences);
-            report_plan(arn, &plan, reports);
+            let plan = plan_group(&targets, &inputs, counting);
+            drop(inputs);
+            report_plan(arn, &plan, members);
             // Intents first: a conflict shows before the group is touched,
             // and what this run registers is owned before it exists.
-            let Some(versions) = self
-                .write_intents(&keys, &stored, &priors, &plan, &mut written, attempt)
+            let versions = match self
+                .write_intents(members, &priors, &plan, &mut written)
                 .await?
-            else {
-                continue; // a conflict: plan again from what is there now
+            {
+                Intents::Written(versions) => versions,
+                Intents::Conflict if attempt == 1 => {
+                    warn!(target_group = %arn, "state changed under this run: re-reading and re-planning");
+                    continue;
+                }
+                Intents::Conflict => {
+                    return Err(MappingError::new(
+                        ErrorKind::StateConflict,
+                        format!(
+                            "state object {} kept changing under this run; the next run takes over",
+                            members
+                                .iter()
+                                .map(|m| m.key.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
             };
             if self.config.dry_run {
                 // Its own state is written; the group is not touched.
-                for (r, p) in reports.iter_mut().zip(&plan.mappings) {
-                    (r.registered, r.deregistered) = (p.register.clone(), p.deregister.clone());
+                for (m, p) in members.iter_mut().zip(&plan.mappings) {
+                    (m.report.registered, m.report.deregistered) =
+                        (p.register.clone(), p.deregister.clone());
+                    if p.state.is_some() {
+                        m.report.targets = Some(plan.registered_after);
+                    }
                 }
                 return Ok(());
             }
-            self.change_group(arn, ms, &plan, reports).await?;
-            return self.write_final(&keys, &versions, &plan).await;
+            let changed = self.change_group(arn, members, &plan).await;
+            // The group as it is now: before, and what was made of the plan.
+            let before = targets.iter().filter(|t| !t.draining).count();
+            let registered: usize = members.iter().map(|m| m.report.registered.len()).sum();
+            let deregistered = members
+                .iter()
+                .flat_map(|m| m.report.deregistered.iter())
+                .collect::<BTreeSet<_>>()
+                .len();
+            for (m, p) in members.iter_mut().zip(&plan.mappings) {
+                if p.state.is_some() {
+                    m.report.targets = Some(before + registered - deregistered);
+                }
+            }
+            changed?;
+            return self.write_final(members, &versions, &plan).await;
+        }
+        Ok(())
+    }
+
+    /// A group that no longer exists: one found by tag was deleted (the
+    /// tagging API lists it a while longer) and is left; a configured one
+    /// is an error.
+    fn gone(&self, arn: &TargetGroupArn, members: &mut [Member<'_>]) -> Result<(), MappingError> {
+        if self
+            .config
+            .mappings
+            .iter()
+            .any(|m| &m.target_group_arn == arn)
+        {
+            return Err(MappingError {
+                kind: ErrorKind::Elb,
+                code: Some("TargetGroupNotFound".into()),
+                message: format!("TargetGroupNotFound: target group {arn} does not exist"),
+            });
+        }
+        for m in members.iter_mut() {
+            m.report.note = Some(
+                "the target group was deleted; the tagging API still lists it for a while".into(),
+            );
         }
         Ok(())
     }
@@ -389,150 +751,172 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
     async fn read_group(
         &self,
         arn: &TargetGroupArn,
-        ms: &[&Mapping],
-        views: &[&Observed],
-        keys: &[String],
+        members: &[Member<'_>],
         deadline: tokio::time::Instant,
-    ) -> Result<Vec<Target>, MappingError> {
-        let until = deadline.checked_sub(RESET_RESERVE).unwrap_or(deadline);
+    ) -> Result<Described, MappingError> {
+        // The reserve, or a quarter of what is left when less is left.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let until = deadline - RESET_RESERVE.min(left / 4);
         let error = match timeout_at(until, self.elb.describe(arn)).await {
-            Ok(Ok(targets)) => return Ok(targets),
+            Ok(Ok(described)) => return Ok(described),
             Ok(Err(e)) => MappingError::aws(ErrorKind::Elb, &e),
             Err(_) => MappingError::new(
                 ErrorKind::Deadline,
                 "reading the target group did not finish before the deadline",
             ),
         };
-        self.keep_resets(ms, views, keys).await;
+        self.keep_resets(members).await;
         Err(error)
     }
 
-    /// Writes each changed intent conditionally; `None` after a first
-    /// conflict (the caller re-plans), an error after a second.
+    /// One conditional write. A 412 is not always another writer: the SDK
+    /// retries a `PutObject` whose answer was lost (a timeout, a 5xx), and
+    /// when the first attempt had landed, the retry finds the condition
+    /// gone. The object then holds exactly what this run wrote, and it is
+    /// taken as written, not re-planned (which would count an absence
+    /// twice).
+    async fn write(
+        &self,
+        key: &str,
+        state: &SyncState,
+        version: &Version,
+    ) -> Result<Write, MappingError> {
+        match self.store.save(key, state, version).await {
+            Ok(version) => Ok(Write::Written(version)),
+            Err(SaveError::Conflict { .. }) => match self.store.load(key).await {
+                Ok(Loaded {
+                    prior: Prior::Valid(stored),
+                    version,
+                    ..
+                }) if stored == *state => {
+                    warn!(
+                        key,
+                        "this run's own write landed before its answer was lost: taken as written"
+                    );
+                    Ok(Write::Written(version))
+                }
+                _ => Ok(Write::Conflict),
+            },
+            Err(SaveError::Encode { key, error }) => Err(MappingError::new(
+                ErrorKind::State,
+                format!("state object {key} cannot be written: {error}"),
+            )),
+            Err(SaveError::Aws(e)) => Err(MappingError::aws(ErrorKind::S3, &e)),
+        }
+    }
+
+    /// Writes each changed intent conditionally, stopping at a conflict
+    /// (the caller re-plans or gives up).
     async fn write_intents(
         &self,
-        keys: &[String],
-        stored: &[Loaded],
+        members: &[Member<'_>],
         priors: &[Prior],
         plan: &GroupPlan,
-        written: &mut Written,
-        attempt: u32,
-    ) -> Result<Option<Vec<Version>>, MappingError> {
-        let mut versions = Vec::with_capacity(keys.len());
-        for (i, (key, l)) in keys.iter().zip(stored).enumerate() {
-            let intent = plan.mappings[i].intent.as_ref();
-            let Some(intent) = intent.filter(|t| !matches!(&l.prior, Prior::Valid(s) if s == *t))
+        written: &mut Planned,
+    ) -> Result<Intents, MappingError> {
+        let mut versions = Vec::with_capacity(members.len());
+        for (i, m) in members.iter().enumerate() {
+            let stored = match &m.loaded.prior {
+                Prior::Valid(s) => Some(s),
+                _ => None,
+            };
+            let Some(intent) = plan.mappings[i]
+                .intent
+                .as_ref()
+                .filter(|t| needs_write(stored, t))
             else {
-                versions.push(l.version.clone());
+                versions.push(m.loaded.version.clone());
                 continue;
             };
-            self.keep_aside(key, l).await?;
-            match self.store.save(key, intent, &l.version).await {
-                Ok(version) => {
+            self.keep_aside(&m.key, &m.loaded).await?;
+            match self.write(&m.key, intent, &m.loaded.version).await? {
+                Write::Written(version) => {
                     written.insert(i, priors[i].clone(), version.clone());
                     versions.push(version);
                 }
-                Err(SaveError::Conflict { .. }) if attempt == 1 => {
-                    warn!(
-                        key,
-                        "state changed under this run: re-reading and re-planning"
-                    );
-                    return Ok(None);
-                }
-                Err(SaveError::Conflict { key }) => {
-                    return Err(MappingError::new(
-                        ErrorKind::StateConflict,
-                        format!(
-                            "state object {key} kept changing under this run; the next run takes over"
-                        ),
-                    ));
-                }
-                Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
+                Write::Conflict => return Ok(Intents::Conflict),
             }
         }
-        Ok(Some(versions))
+        Ok(Intents::Written(versions))
     }
 
     /// Registers (each mapping's new targets, with its zone), then
-    /// deregisters; the reports show each change once it is made.
+    /// deregisters, batch by batch; a failed batch stops neither the
+    /// others nor the deregistrations. The reports show each change once it
+    /// is made; the first error is returned.
     async fn change_group(
         &self,
         arn: &TargetGroupArn,
-        ms: &[&Mapping],
+        members: &mut [Member<'_>],
         plan: &GroupPlan,
-        reports: &mut [MappingReport],
     ) -> Result<(), MappingError> {
-        // Batch by batch, so that a failure half-way reports what was made.
-        let elb_error = |e: crate::aws::AwsError| MappingError::aws(ErrorKind::Elb, &e);
-        for ((m, p), r) in ms.iter().zip(&plan.mappings).zip(reports.iter_mut()) {
-            let zone = m.availability_zone.as_deref();
-            for batch in p.register.chunks(BATCH) {
-                self.elb
-                    .register(arn, batch, zone)
-                    .await
-                    .map_err(elb_error)?;
-                r.registered.extend_from_slice(batch);
+        let mut first_error: Option<MappingError> = None;
+        for (m, p) in members.iter_mut().zip(&plan.mappings) {
+            let zone = m.mapping.availability_zone.as_deref();
+            for batch in p.register.chunks(TARGETS_PER_CALL) {
+                match self.elb.register(arn, batch, zone).await {
+                    Ok(()) => m.report.registered.extend_from_slice(batch),
+                    Err(e) => {
+                        first_error.get_or_insert(MappingError::aws(ErrorKind::Elb, &e));
+                    }
+                }
             }
         }
-        for batch in plan.deregister.chunks(BATCH) {
-            self.elb.deregister(arn, batch).await.map_err(elb_error)?;
-            for (r, p) in reports.iter_mut().zip(&plan.mappings) {
+        for batch in plan.deregister.chunks(TARGETS_PER_CALL) {
+            if let Err(e) = self.elb.deregister(arn, batch).await {
+                first_error.get_or_insert(MappingError::aws(ErrorKind::Elb, &e));
+                continue;
+            }
+            for (m, p) in members.iter_mut().zip(&plan.mappings) {
                 let gone = p
                     .deregister
                     .iter()
                     .filter(|t| batch.iter().any(|b| b.addr == **t));
-                r.deregistered.extend(gone);
+                m.report.deregistered.extend(gone);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
-    /// The deregistered targets leave the state. Should this write be lost,
-    /// the next run drops them anyway: they are no longer registered.
+    /// The deregistered targets leave the state, and a group left equal to
+    /// its sources says so. Should this write be lost, the next run drops
+    /// the targets anyway (they are no longer registered) and reads the
+    /// group again.
     async fn write_final(
         &self,
-        keys: &[String],
+        members: &[Member<'_>],
         versions: &[Version],
         plan: &GroupPlan,
     ) -> Result<(), MappingError> {
-        for ((key, version), p) in keys.iter().zip(versions).zip(&plan.mappings) {
+        for ((m, version), p) in members.iter().zip(versions).zip(&plan.mappings) {
             let (Some(intent), Some(state)) = (&p.intent, &p.state) else {
                 continue;
             };
-            if state == intent {
+            if !needs_write(Some(intent), state) {
                 continue;
             }
-            match self.store.save(key, state, version).await {
-                Ok(_) => {}
-                Err(SaveError::Conflict { key }) => {
-                    warn!(
-                        key,
-                        "another run wrote the state after this run's changes; the next run reconciles"
-                    );
-                }
-                Err(SaveError::Aws(e)) => return Err(MappingError::aws(ErrorKind::S3, &e)),
+            if let Write::Conflict = self.write(&m.key, state, version).await? {
+                warn!(
+                    key = m.key,
+                    "another run wrote the state after this run's changes; the next run reconciles"
+                );
             }
         }
         Ok(())
     }
 
-    /// Every mapping's state; one that cannot be read or used is reported
-    /// on its mapping and planned as doubt.
-    async fn load_all(
-        &self,
-        ms: &[&Mapping],
-        keys: &[String],
-        reports: &mut [MappingReport],
-    ) -> Vec<Loaded> {
-        let loads = keys.iter().zip(ms).map(|(key, m)| async move {
-            let loaded = self.store.load(key).await;
+    /// Every member's state; one that cannot be read or used is planned as
+    /// doubt, and reported unless a later read of the same run succeeds.
+    async fn load_all(&self, members: &mut [Member<'_>]) {
+        let loads = members.iter().map(|m| async move {
+            let loaded = self.store.load(&m.key).await;
             // A dry run starts from the real state the first time.
             match loaded {
                 Ok(Loaded {
                     prior: Prior::Fresh,
                     ..
                 }) if self.config.dry_run => {
-                    let real = state_key(&self.config.state.prefix, m, false);
+                    let real = state_key(&self.config.state.prefix, m.mapping, false);
                     self.store.load(&real).await.map(|l| Loaded {
                         version: Version::Absent,
                         unusable: None,
@@ -542,12 +926,13 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                 other => other,
             }
         });
-        let mut all = Vec::with_capacity(ms.len());
-        for ((result, r), key) in join_all(loads).await.into_iter().zip(reports).zip(keys) {
-            let loaded = match result {
+        let results = join_all(loads).await;
+        for (m, result) in members.iter_mut().zip(results) {
+            m.load_error = None;
+            m.loaded = match result {
                 Ok(loaded) => loaded,
                 Err(e) => {
-                    r.fail(MappingError::aws(ErrorKind::S3, &e));
+                    m.load_error = Some(MappingError::aws(ErrorKind::S3, &e));
                     Loaded {
                         prior: Prior::Refused(StateError::Unreadable(e.to_string())),
                         version: Version::Absent,
@@ -555,22 +940,23 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
                     }
                 }
             };
-            match &loaded.prior {
-                Prior::Refused(e) if r.error.is_none() => r.fail(MappingError::new(
-                    ErrorKind::State,
-                    format!("state object {key}: {e}"),
-                )),
+            match &m.loaded.prior {
+                Prior::Refused(e) if m.load_error.is_none() => {
+                    m.load_error = Some(MappingError::new(
+                        ErrorKind::State,
+                        format!("state object {}: {e}", m.key),
+                    ));
+                }
                 Prior::Corrupt(e) => {
-                    warn!(key, error = %e, "state object is unusable: rebuilding it, deregistering nothing this run");
-                    r.note = Some(format!(
-                        "state object {key} was unusable ({e}); rebuilt without deregistering"
+                    warn!(key = m.key, error = %e, "state object is unusable: rebuilding it, deregistering nothing this run");
+                    m.report.note = Some(format!(
+                        "state object {} was unusable ({e}); rebuilt without deregistering",
+                        m.key
                     ));
                 }
                 _ => {}
             }
-            all.push(loaded);
         }
-        all
     }
 
     /// Keeps an unusable object's bytes under another key before it is replaced.
@@ -588,40 +974,53 @@ impl<D: Lookup, I: Interfaces, T: TargetGroups, S: StateStore, M: Metrics> Engin
 
     /// The group could not be read, but the sources answered: keep what
     /// they proved (a listed address restarts its countdown), best effort.
-    async fn keep_resets(&self, ms: &[&Mapping], views: &[&Observed], keys: &[String]) {
+    async fn keep_resets(&self, members: &[Member<'_>]) {
         if self.config.dry_run {
             return;
         }
-        for ((m, o), key) in ms.iter().zip(views).zip(keys) {
-            let Some(seen) = o.resolution.addrs() else {
+        for m in members {
+            let Some(seen) = m.observed.resolution.addrs() else {
                 continue;
             };
-            let Ok(Loaded {
-                prior: Prior::Valid(state),
-                version,
-                ..
-            }) = self.store.load(key).await
-            else {
+            let Prior::Valid(state) = &m.loaded.prior else {
                 continue;
             };
-            let reset = reset_only(&state, seen, m.port);
-            if reset != state
-                && let Err(e) = self.store.save(key, &reset, &version).await
+            let reset = reset_only(state, seen, m.mapping.port);
+            if reset != *state
+                && let Err(e) = self.store.save(&m.key, &reset, &m.loaded.version).await
             {
-                warn!(key, error = %e, "could not keep the countdown resets");
+                warn!(key = m.key, error = %e, "could not keep the countdown resets");
             }
         }
     }
 }
 
+/// An exact source outside the target group's VPC: its addresses may mean
+/// something else there (an overlapping range), or RegisterTargets refuses
+/// them at every run. Targets outside the VPC are registered with the
+/// availability zone `all` (ELB user guide, "IP addresses as targets"), so
+/// that setting is the opt-in.
+fn vpc_mismatch(m: &Mapping, o: &Observed, group_vpc: Option<&str>) -> Option<String> {
+    let (Some(source_vpc), Some(group_vpc)) = (o.vpc_id.as_deref(), group_vpc) else {
+        return None;
+    };
+    if source_vpc == group_vpc || m.availability_zone.as_deref() == Some("all") {
+        return None;
+    }
+    Some(format!(
+        "{} is in VPC {source_vpc}, but target group {} is in VPC {group_vpc}: its addresses are not the group's; if the VPCs are peered, set the availability zone to all (tag availability-zone = all, or \"availability_zone\": \"all\")",
+        m.source, m.target_group_arn
+    ))
+}
+
 /// Intents this run wrote: the state each was planned from, and the version
 /// written. A re-plan starts again from that state, not from this run's own
 /// intent, so no countdown advances twice in one run.
-struct Written(HashMap<usize, (Prior, Version)>);
+struct Planned(HashMap<usize, (Prior, Version)>);
 
-impl Written {
+impl Planned {
     fn new() -> Self {
-        Written(HashMap::new())
+        Planned(HashMap::new())
     }
 
     fn insert(&mut self, index: usize, planned_from: Prior, version: Version) {
@@ -630,25 +1029,24 @@ impl Written {
 
     /// What to plan from: the stored state, or, where it is still this
     /// run's own intent, the state that intent was planned from.
-    fn priors(&self, stored: &[Loaded]) -> Vec<Prior> {
-        stored
+    fn priors(&self, members: &[Member<'_>]) -> Vec<Prior> {
+        members
             .iter()
             .enumerate()
-            .map(|(i, l)| match self.0.get(&i) {
-                Some((prior, version)) if *version == l.version => prior.clone(),
-                _ => l.prior.clone(),
+            .map(|(i, m)| match self.0.get(&i) {
+                Some((prior, version)) if *version == m.loaded.version => prior.clone(),
+                _ => m.loaded.prior.clone(),
             })
             .collect()
     }
 }
 
-/// What the plan will leave: countdowns, held-back targets, group size.
-fn report_plan(arn: &TargetGroupArn, plan: &GroupPlan, reports: &mut [MappingReport]) {
-    for (r, p) in reports.iter_mut().zip(&plan.mappings) {
+/// What the plan will leave: countdowns and held-back targets.
+fn report_plan(arn: &TargetGroupArn, plan: &GroupPlan, members: &mut [Member<'_>]) {
+    for (m, p) in members.iter_mut().zip(&plan.mappings) {
         if let Some(state) = &p.state {
-            r.pending = state.pending.clone();
-            r.held_back = p.held_back.clone();
-            r.targets = Some(plan.registered_after);
+            m.report.pending = state.pending.clone();
+            m.report.held_back = p.held_back.clone();
         }
         if !p.held_back.is_empty() {
             warn!(target_group = %arn, held_back = ?p.held_back,
@@ -679,15 +1077,17 @@ fn log_group(reports: &[MappingReport], dry_run: bool) {
     let (resolved, pending) = (count(|r| r.resolved.len()), count(|r| r.pending.len()));
     let targets = reports.iter().filter_map(|r| r.targets).max();
     let saturated = reports.iter().any(|r| r.saturated);
+    let described = reports.iter().any(|r| r.described);
+    let deferred = reports.iter().any(|r| r.deferred);
     let arn = &first.target_group_arn;
     match reports.iter().find_map(|r| r.error.as_ref()) {
         None => info!(
             target_group = %arn, sources, resolved, targets, registered, deregistered,
-            pending, held_back, saturated, dry_run, "{GROUP_SYNCED}"
+            pending, held_back, saturated, described, deferred, dry_run, "{GROUP_SYNCED}"
         ),
         Some(e) => error!(
             target_group = %arn, sources, resolved, targets, registered, deregistered,
-            pending, held_back, saturated, dry_run,
+            pending, held_back, saturated, described, dry_run,
             failed = reports.iter().filter(|r| r.error.is_some()).count(),
             kind = ?e.kind, code = e.code.as_deref(), error = %e.message, "{GROUP_FAILED}"
         ),

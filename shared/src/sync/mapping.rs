@@ -144,6 +144,73 @@ pub fn validate_vpce_id(id: &str) -> Result<String, String> {
     }
 }
 
+/// An IAM role in another account through which an `alb:` or `vpce:`
+/// source is listed: `arn:<partition>:iam::<account>:role/<path/name>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RoleArn(String);
+
+impl RoleArn {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The role's account.
+    pub fn account(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
+
+    /// Whether the ARN matches `pattern`, in which `*` stands for any run
+    /// of characters (as in an IAM policy's `Resource`).
+    pub fn matches(&self, pattern: &str) -> bool {
+        glob(pattern.as_bytes(), self.0.as_bytes())
+    }
+}
+
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
+        Some((c, rest)) => text.first() == Some(c) && glob(rest, &text[1..]),
+    }
+}
+
+impl fmt::Display for RoleArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for RoleArn {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let ok = match parts[..] {
+            ["arn", partition, "iam", "", account, resource] => {
+                partition.starts_with("aws")
+                    && account.len() == 12
+                    && account.bytes().all(|b| b.is_ascii_digit())
+                    && resource.strip_prefix("role/").is_some_and(|name| {
+                        (1..=512).contains(&name.len())
+                            && name
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_/-".contains(&b))
+                    })
+            }
+            _ => false,
+        };
+        if ok {
+            Ok(RoleArn(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{}` is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                shorten(s)
+            ))
+        }
+    }
+}
+
 /// Which registered targets a mapping may deregister.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -276,6 +343,10 @@ pub struct Mapping {
     pub ownership: Ownership,
     pub max_deregister_percent: u8,
     pub metrics: MetricsDetail,
+    /// The role through which an `alb:` or `vpce:` source in another
+    /// account is listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_role: Option<RoleArn>,
     /// Ports that other mappings of the same target group manage; an
     /// exclusive mapping leaves targets on them alone. Filled in per run.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
@@ -296,6 +367,7 @@ pub struct Settings {
     pub ownership: Ownership,
     pub max_deregister_percent: u8,
     pub metrics: MetricsDetail,
+    pub source_role: Option<RoleArn>,
 }
 
 impl Default for Settings {
@@ -308,6 +380,7 @@ impl Default for Settings {
             ownership: Ownership::Exclusive,
             max_deregister_percent: DEFAULT_MAX_DEREGISTER_PERCENT,
             metrics: MetricsDetail::Fleet,
+            source_role: None,
         }
     }
 }
@@ -351,6 +424,7 @@ impl Mapping {
             ownership: settings.ownership,
             max_deregister_percent: settings.max_deregister_percent,
             metrics: settings.metrics,
+            source_role: settings.source_role,
             foreign_ports: BTreeSet::new(),
         }
     }
@@ -422,7 +496,19 @@ impl Mapping {
             .transpose()
             .map_err(|e| FieldError::new(f.at("metrics"), e))?
             .unwrap_or(defaults.metrics);
+        let source_role: Option<RoleArn> = f
+            .string("source_role")?
+            .map(|r| r.parse())
+            .transpose()
+            .map_err(|e| FieldError::new(f.at("source_role"), e))?;
+        if source_role.is_some() && !source.is_exact() {
+            return Err(FieldError::new(
+                f.at("source_role"),
+                "is set on a DNS source: a role lists an alb: or vpce: source in another account",
+            ));
+        }
         let settings = Settings {
+            source_role,
             record_types,
             availability_zone,
             deregister_after: f
@@ -541,6 +627,35 @@ mod tests {
         )
         .unwrap();
         assert!(m.source.is_exact());
+    }
+
+    #[test]
+    fn a_source_role_is_an_iam_role_arn_on_an_exact_source() {
+        let role = "arn:aws:iam::222222222222:role/network/tether-source";
+        let m = Mapping::from_json(
+            "TARGETS[0]",
+            &json!({"load_balancer": "orders", "target_group_arn": ARN, "port": 80, "source_role": role}),
+        )
+        .unwrap();
+        let parsed = m.source_role.unwrap();
+        assert_eq!((parsed.as_str(), parsed.account()), (role, "222222222222"));
+        assert!(parsed.matches("arn:aws:iam::222222222222:role/network/*"));
+        assert!(parsed.matches("arn:aws:iam::*:role/*"));
+        assert!(!parsed.matches("arn:aws:iam::333333333333:role/*"));
+        for (value, needle) in [
+            (
+                json!({"load_balancer": "orders", "target_group_arn": ARN, "port": 80, "source_role": "arn:aws:iam::1:role/x"}),
+                "not an IAM role ARN",
+            ),
+            (
+                json!({"dns_name": "a.b", "target_group_arn": ARN, "port": 80, "source_role": role}),
+                "DNS source",
+            ),
+        ] {
+            let err = Mapping::from_json("TARGETS[0]", &value).unwrap_err();
+            assert_eq!(err.location, "TARGETS[0].source_role");
+            assert!(err.problem.contains(needle), "{err}");
+        }
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! Register aggressively, deregister cautiously:
 //! - every address a source lists and the group lacks is registered at once;
 //! - a target that any mapping of the group wants is never counted down;
-//! - a managed target missing from its source counts one absence per run in
-//!   which the source answered completely; it is deregistered after
-//!   `deregister_after` absences in a row;
+//! - a managed target missing from its source counts one absence per
+//!   schedule period in which the source answered completely (a retried or
+//!   overlapping run in the same period counts nothing); it is deregistered
+//!   after `deregister_after` absences in a row;
+//! - counts last counted more than [`EXPIRY_PERIODS`] periods ago have
+//!   expired: the streak was broken (a group untagged for a while, a source
+//!   switched away and back, a day of doubt), and counting starts over;
 //! - doubt (a failed or partial source, unusable state) on a port freezes
 //!   every countdown on that port for the run: nothing there is deregistered;
 //! - one group never loses more than `max_deregister_percent` (the smallest of
@@ -26,6 +30,37 @@ use super::groups::Target;
 use super::mapping::{Mapping, Ownership};
 use super::source::Resolution;
 use super::state::{Prior, SyncState};
+
+/// Periods after which a countdown that was not counted again expires.
+pub const EXPIRY_PERIODS: u64 = 5;
+
+/// How a run counts absences: whether it may (the first sync at deploy
+/// time only registers), and when it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counting {
+    pub absences: bool,
+    /// The run's start, in Unix seconds.
+    pub now: u64,
+    /// The schedule period in seconds (at least 1).
+    pub period: u64,
+}
+
+impl Counting {
+    /// The schedule period a time falls in.
+    pub fn slot(&self, t: u64) -> u64 {
+        t / self.period.max(1)
+    }
+
+    /// Whether counts last counted at `counted_at` are still a streak.
+    fn current(&self, counted_at: Option<u64>) -> bool {
+        counted_at.is_some_and(|t| self.slot(t) + EXPIRY_PERIODS >= self.slot(self.now))
+    }
+
+    /// Whether a run of this period already counted.
+    fn counted_this_period(&self, counted_at: Option<u64>) -> bool {
+        counted_at.is_some_and(|t| self.slot(t) == self.slot(self.now))
+    }
+}
 
 /// What the planner knows about one mapping of the group.
 #[derive(Debug, Clone, Copy)]
@@ -64,9 +99,15 @@ pub struct GroupPlan {
     pub registered_after: usize,
 }
 
-/// Can this mapping's absences count this run?
-fn certain(input: &Input<'_>, count_absences: bool) -> bool {
-    count_absences
+/// Can this mapping's absences count this run? Not in doubt (a partial
+/// or failed source, unusable state), and not counted already this period.
+fn certain(input: &Input<'_>, counting: Counting) -> bool {
+    let already = match input.prior {
+        Prior::Valid(s) => counting.counted_this_period(s.counted_at),
+        _ => false,
+    };
+    counting.absences
+        && !already
         && matches!(input.resolution, Resolution::Complete(_))
         && matches!(input.prior, Prior::Fresh | Prior::Valid(_))
 }
@@ -81,9 +122,9 @@ fn desired(input: &Input<'_>) -> BTreeSet<SocketAddr> {
         .collect()
 }
 
-/// `count_absences` off (the first sync at deploy time): register only; no
-/// countdown advances and nothing is deregistered.
-pub fn plan_group(targets: &[Target], inputs: &[Input<'_>], count_absences: bool) -> GroupPlan {
+/// `counting.absences` off (the first sync at deploy time): register only;
+/// no countdown advances and nothing is deregistered.
+pub fn plan_group(targets: &[Target], inputs: &[Input<'_>], counting: Counting) -> GroupPlan {
     let registered: BTreeSet<SocketAddr> = targets
         .iter()
         .filter(|t| !t.draining)
@@ -94,7 +135,7 @@ pub fn plan_group(targets: &[Target], inputs: &[Input<'_>], count_absences: bool
     // A port on which some mapping is in doubt: no absence there counts.
     let doubtful_ports: BTreeSet<u16> = inputs
         .iter()
-        .filter(|i| !certain(i, count_absences))
+        .filter(|i| !certain(i, counting))
         .map(|i| i.mapping.port)
         .collect();
 
@@ -134,15 +175,14 @@ pub fn plan_group(targets: &[Target], inputs: &[Input<'_>], count_absences: bool
             Ownership::Exclusive => t.port() == m.port || !m.foreign_ports.contains(&t.port()),
             Ownership::Tracked => owned.contains(t),
         };
-        let counts = certain(input, count_absences);
+        let counts = certain(input, counting);
+        // Counts from a streak that was broken start over.
+        let streak = previous.filter(|s| counting.current(s.counted_at));
         let pending: BTreeMap<SocketAddr, u32> = registered
             .difference(&wanted_by_any)
             .filter(|t| manages(t))
             .filter_map(|t| {
-                let before = previous
-                    .and_then(|s| s.pending.get(t))
-                    .copied()
-                    .unwrap_or(0);
+                let before = streak.and_then(|s| s.pending.get(t)).copied().unwrap_or(0);
                 let step = u32::from(counts && !doubtful_ports.contains(&t.port()));
                 let count = before.saturating_add(step);
                 (count > 0).then_some((*t, count))
@@ -158,14 +198,22 @@ pub fn plan_group(targets: &[Target], inputs: &[Input<'_>], count_absences: bool
                     .map(|(t, n)| (*n, *t, index)),
             );
         }
-        // What the source said this run (a record, not used for decisions).
-        let seen = addrs.clone();
+        let counted_at = if pending.is_empty() {
+            None
+        } else if counts {
+            Some(counting.now)
+        } else {
+            streak.and_then(|s| s.counted_at)
+        };
         plans.push(MappingPlan {
             register,
             intent: Some(SyncState {
-                seen,
+                // What the source said this run.
+                seen: addrs.clone(),
                 pending,
                 owned,
+                counted_at,
+                in_sync: false,
                 ..SyncState::default()
             }),
             ..MappingPlan::default()
@@ -195,13 +243,25 @@ pub fn plan_group(targets: &[Target], inputs: &[Input<'_>], count_absences: bool
         }
     }
     // A target held back by one mapping but removed on another's countdown is gone.
-    for p in &mut plans {
+    for (p, input) in plans.iter_mut().zip(inputs) {
         p.held_back.retain(|t| !gone.contains(t));
-        if let Some(intent) = &p.intent {
+        if let Some(intent) = &mut p.intent {
             let mut state = intent.clone();
             for t in &gone {
                 state.pending.remove(t);
                 state.owned.remove(t);
+            }
+            if state.pending.is_empty() {
+                state.counted_at = None;
+            }
+            // Left equal to a source that answered completely: quiet until
+            // the source changes.
+            state.in_sync = matches!(input.resolution, Resolution::Complete(_))
+                && state.pending.is_empty()
+                && p.held_back.is_empty();
+            // With nothing to change, the intent is the final state.
+            if p.register.is_empty() && p.deregister.is_empty() {
+                *intent = state.clone();
             }
             p.state = Some(state);
         }
@@ -256,6 +316,20 @@ mod tests {
         )
     }
 
+    const PERIOD: u64 = 60;
+
+    /// The `n`th run of a schedule of one minute.
+    fn run(n: u64) -> Counting {
+        Counting {
+            absences: true,
+            now: 1_764_000_000 + n * PERIOD,
+            period: PERIOD,
+        }
+    }
+
+    /// Counted by the run before `run(0)`.
+    const LAST: Option<u64> = Some(1_764_000_000 - PERIOD);
+
     fn ip(n: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, n])
     }
@@ -292,7 +366,7 @@ mod tests {
                 resolution: r,
                 prior,
             }],
-            true,
+            run(0),
         );
         (g.mappings[0].clone(), g)
     }
@@ -315,7 +389,7 @@ mod tests {
         let m = mapping("a", 80, Ownership::Exclusive, 3, 100);
         let mut group = reg(&[sa(1, 80), sa(2, 80)]);
         let mut state = [Prior::Fresh];
-        for run in 1..=3 {
+        for n in 1..=3 {
             let r = complete(&[2, 3]);
             let g = plan_group(
                 &group,
@@ -324,16 +398,16 @@ mod tests {
                     resolution: &r,
                     prior: &state[0],
                 }],
-                true,
+                run(n),
             );
-            if run == 1 {
+            if n == 1 {
                 assert_eq!(g.mappings[0].register, [sa(3, 80)]);
             }
-            if run < 3 {
+            if n < 3 {
                 assert!(g.deregister.is_empty());
                 assert_eq!(
                     g.mappings[0].intent.as_ref().unwrap().pending[&sa(1, 80)],
-                    run
+                    n as u32
                 );
             } else {
                 assert_eq!(g.mappings[0].deregister, [sa(1, 80)]);
@@ -387,6 +461,7 @@ mod tests {
         let owned = Prior::Valid(SyncState {
             owned: BTreeSet::from([sa(2, 80)]),
             pending: BTreeMap::from([(sa(2, 80), 5)]),
+            counted_at: LAST,
             ..SyncState::default()
         });
         let refused = Prior::Refused(StateError::Newer { found: 2 });
@@ -405,7 +480,7 @@ mod tests {
                     prior: &owned,
                 },
             ],
-            true,
+            run(0),
         );
         assert_eq!(g.mappings[0], MappingPlan::default());
         assert!(g.deregister.is_empty(), "{g:?}");
@@ -444,7 +519,7 @@ mod tests {
                     prior: &Prior::Fresh,
                 },
             ],
-            true,
+            run(0),
         );
         // 6 targets after registering two: 50% is 3.
         assert_eq!(g.deregister.len(), 3);
@@ -476,7 +551,7 @@ mod tests {
                     prior: &prior,
                 },
             ],
-            true,
+            run(0),
         );
         assert!(g.deregister.is_empty());
         assert!(
@@ -491,6 +566,7 @@ mod tests {
         let m = mapping("a", 80, Ownership::Exclusive, 1, 100);
         let prior = Prior::Valid(SyncState {
             pending: BTreeMap::from([(sa(1, 80), 5)]),
+            counted_at: LAST,
             ..SyncState::default()
         });
         let r = complete(&[2]);
@@ -501,7 +577,10 @@ mod tests {
                 resolution: &r,
                 prior: &prior,
             }],
-            false,
+            Counting {
+                absences: false,
+                ..run(0)
+            },
         );
         assert_eq!(g.mappings[0].register, [sa(2, 80)]);
         assert!(g.deregister.is_empty());
@@ -512,9 +591,11 @@ mod tests {
     fn reset_only_restarts_the_countdown_of_listed_addresses() {
         let state = SyncState {
             pending: BTreeMap::from([(sa(1, 80), 2), (sa(2, 80), 2), (sa(1, 443), 2)]),
+            counted_at: LAST,
             ..SyncState::default()
         };
         let reset = reset_only(&state, &BTreeSet::from([ip(1)]), 80);
+        let _ = LAST;
         assert_eq!(
             reset.pending,
             BTreeMap::from([(sa(2, 80), 2), (sa(1, 443), 2)])
@@ -526,11 +607,93 @@ mod tests {
         let m = mapping("a", 80, Ownership::Exclusive, 3, 0);
         let prior = Prior::Valid(SyncState {
             pending: BTreeMap::from([(sa(1, 80), u32::MAX)]),
+            counted_at: LAST,
             ..SyncState::default()
         });
         let (p, _) = one(&m, &complete(&[2]), &reg(&[sa(1, 80), sa(2, 80)]), &prior);
         assert_eq!(p.state.unwrap().pending[&sa(1, 80)], u32::MAX);
         assert_eq!(p.held_back, [sa(1, 80)]);
+    }
+
+    /// A countdown last counted longer ago than a few periods starts over:
+    /// one complete observation after a week untagged is not the third.
+    #[test]
+    fn a_countdown_not_counted_for_a_few_periods_starts_over() {
+        let m = mapping("a", 80, Ownership::Exclusive, 3, 100);
+        let group = reg(&[sa(1, 80), sa(2, 80)]);
+        for (counted_at, expect) in [
+            (run(0).now - (EXPIRY_PERIODS + 1) * PERIOD, 1),
+            (run(0).now - EXPIRY_PERIODS * PERIOD, 3),
+        ] {
+            let prior = Prior::Valid(SyncState {
+                pending: BTreeMap::from([(sa(1, 80), 2)]),
+                counted_at: Some(counted_at),
+                ..SyncState::default()
+            });
+            let (p, g) = one(&m, &complete(&[2]), &group, &prior);
+            assert_eq!(p.intent.unwrap().pending[&sa(1, 80)], expect);
+            assert_eq!(g.deregister.is_empty(), expect < 3);
+        }
+    }
+
+    /// Lambda retries a failed asynchronous invocation, and runs overlap: a
+    /// second run in the same period counts no absence again.
+    #[test]
+    fn a_second_run_in_one_period_counts_nothing() {
+        let m = mapping("a", 80, Ownership::Exclusive, 2, 100);
+        let mut group = reg(&[sa(1, 80), sa(2, 80)]);
+        let mut state = [Prior::Fresh];
+        for _ in 0..3 {
+            let r = complete(&[2]);
+            let g = plan_group(
+                &group,
+                &[Input {
+                    mapping: &m,
+                    resolution: &r,
+                    prior: &state[0],
+                }],
+                run(0),
+            );
+            assert!(g.deregister.is_empty());
+            apply(&mut group, &mut state, &g);
+        }
+        let Prior::Valid(s) = &state[0] else {
+            panic!("{state:?}")
+        };
+        assert_eq!(s.pending[&sa(1, 80)], 1);
+        assert_eq!(s.counted_at, Some(run(0).now));
+        let r = complete(&[2]);
+        let g = plan_group(
+            &group,
+            &[Input {
+                mapping: &m,
+                resolution: &r,
+                prior: &state[0],
+            }],
+            run(1),
+        );
+        assert_eq!(g.deregister.len(), 1, "the next period counts");
+    }
+
+    #[test]
+    fn only_a_complete_source_with_nothing_pending_leaves_the_group_in_sync() {
+        let m = mapping("a", 80, Ownership::Exclusive, 3, 100);
+        let (p, _) = one(&m, &complete(&[1]), &reg(&[]), &Prior::Fresh);
+        let (intent, state) = (p.intent.unwrap(), p.state.unwrap());
+        assert!(state.in_sync);
+        assert!(!intent.in_sync, "written before the registration is made");
+        let (p, _) = one(&m, &complete(&[1]), &reg(&[sa(1, 80)]), &Prior::Fresh);
+        assert_eq!(p.intent, p.state, "nothing to change: one write at most");
+        let partial = Resolution::Partial(BTreeSet::from([ip(1)]));
+        let (p, _) = one(&m, &partial, &reg(&[sa(1, 80)]), &Prior::Fresh);
+        assert!(!p.state.unwrap().in_sync);
+        let (p, _) = one(
+            &m,
+            &complete(&[1]),
+            &reg(&[sa(1, 80), sa(2, 80)]),
+            &Prior::Fresh,
+        );
+        assert!(!p.state.unwrap().in_sync, "a target counts down");
     }
 
     #[derive(Debug, Clone)]
@@ -613,6 +776,7 @@ mod tests {
     fn long_missing(group: &[Target]) -> Prior {
         Prior::Valid(SyncState {
             pending: group.iter().map(|t| (t.addr, 100)).collect(),
+            counted_at: LAST,
             owned: group.iter().map(|t| t.addr).collect(),
             ..SyncState::default()
         })
@@ -625,7 +789,7 @@ mod tests {
         ) {
             let rs: Vec<Resolution> = s.iter().map(Step::resolution).collect();
             let ps = vec![long_missing(&group); ms.len()];
-            let g = plan_group(&group, &inputs(&ms, &rs, &ps), true);
+            let g = plan_group(&group, &inputs(&ms, &rs, &ps), run(0));
             let registering: BTreeSet<SocketAddr> =
                 g.mappings.iter().flat_map(|p| p.register.iter().copied()).collect();
             for (m, r) in ms.iter().zip(&rs) {
@@ -644,7 +808,7 @@ mod tests {
         ) {
             let rs: Vec<Resolution> = s.iter().map(Step::resolution).collect();
             let ps = vec![long_missing(&group); ms.len()];
-            let g = plan_group(&group, &inputs(&ms, &rs, &ps), true);
+            let g = plan_group(&group, &inputs(&ms, &rs, &ps), run(0));
             let gone: BTreeSet<SocketAddr> = g.deregister.iter().map(|t| t.addr).collect();
             for p in &g.mappings {
                 if let (Some(intent), Some(state)) = (&p.intent, &p.state) {
@@ -664,7 +828,7 @@ mod tests {
         ) {
             let rs: Vec<Resolution> = s.iter().map(Step::resolution).collect();
             let ps = vec![long_missing(&group); ms.len()];
-            let g = plan_group(&group, &inputs(&ms, &rs, &ps), true);
+            let g = plan_group(&group, &inputs(&ms, &rs, &ps), run(0));
             let registering: usize = g.mappings.iter().map(|p| p.register.len()).sum();
             let size = group.len() + registering;
             let pct = ms.iter().map(|m| usize::from(m.max_deregister_percent)).min().unwrap_or(0);
@@ -682,7 +846,7 @@ mod tests {
             let mut rs = vec![complete(&addrs); ms.len()];
             rs[0] = doubt;
             let ps = vec![prior; ms.len()];
-            let g = plan_group(&group, &inputs(&ms, &rs, &ps), true);
+            let g = plan_group(&group, &inputs(&ms, &rs, &ps), run(0));
             let port = ms[0].port;
             prop_assert!(g.deregister.iter().all(|d| d.addr.port() != port));
             for p in &g.mappings {
@@ -703,10 +867,10 @@ mod tests {
             let mut group = group;
             let mut states = [Prior::Fresh];
             let mut listed: BTreeSet<SocketAddr> = BTreeSet::new();
-            for s in &steps {
+            for (n, s) in steps.iter().enumerate() {
                 let r = s.resolution();
                 listed.extend(r.addrs().into_iter().flatten().map(|ip| SocketAddr::new(*ip, 80)));
-                let g = plan_group(&group, &[Input { mapping: &m, resolution: &r, prior: &states[0] }], true);
+                let g = plan_group(&group, &[Input { mapping: &m, resolution: &r, prior: &states[0] }], run(n as u64));
                 for d in &g.deregister {
                     prop_assert!(!foreign.contains(&d.addr) || listed.contains(&d.addr),
                         "deregistered {} that it never registered nor saw listed", d.addr);
@@ -726,10 +890,10 @@ mod tests {
             let mut group = group;
             let mut states = [Prior::Fresh];
             let mut streak: BTreeMap<SocketAddr, u32> = BTreeMap::new();
-            for s in &steps {
+            for (n, s) in steps.iter().enumerate() {
                 let r = s.resolution();
                 let before = group.clone();
-                let g = plan_group(&group, &[Input { mapping: &m, resolution: &r, prior: &states[0] }], true);
+                let g = plan_group(&group, &[Input { mapping: &m, resolution: &r, prior: &states[0] }], run(n as u64));
                 if let Some(addrs) = r.addrs() {
                     let complete = matches!(r, Resolution::Complete(_));
                     for t in &before {

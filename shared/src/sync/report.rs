@@ -70,8 +70,16 @@ pub struct MappingReport {
     pub pending: BTreeMap<SocketAddr, u32>,
     /// Due for deregistration but held back by `max_deregister_percent`.
     pub held_back: Vec<SocketAddr>,
-    /// Registered targets in the group after the run, when known.
+    /// Registered targets in the group after the run's changes, when the
+    /// group was read.
     pub targets: Option<usize>,
+    /// The group was read this run (`DescribeTargetHealth`). A quiet group
+    /// out of its turn is not.
+    pub described: bool,
+    /// Due this run but over its share of ELB's Describe rate: the next
+    /// run reads it first. Not a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deferred: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,6 +102,8 @@ impl MappingReport {
             pending: BTreeMap::new(),
             held_back: Vec::new(),
             targets: None,
+            described: false,
+            deferred: false,
             note: None,
             error: None,
             metrics: m.metrics,
@@ -189,13 +199,36 @@ impl SyncReport {
         data
     }
 
-    /// Target groups whose every mapping synced.
+    /// Target groups whose every mapping synced (read and left equal to
+    /// its source, or quiet and not its turn).
     pub fn synced_groups(&self) -> usize {
         let mut groups: BTreeMap<&TargetGroupArn, bool> = BTreeMap::new();
         for m in &self.mappings {
-            *groups.entry(&m.target_group_arn).or_insert(true) &= m.error.is_none();
+            *groups.entry(&m.target_group_arn).or_insert(true) &= m.error.is_none() && !m.deferred;
         }
         groups.values().filter(|synced| **synced).count()
+    }
+
+    /// Target groups deferred to the next run (over the Describe budget).
+    pub fn deferred_groups(&self) -> usize {
+        let groups: std::collections::BTreeSet<&TargetGroupArn> = self
+            .mappings
+            .iter()
+            .filter(|m| m.deferred)
+            .map(|m| &m.target_group_arn)
+            .collect();
+        groups.len()
+    }
+
+    /// Target groups read this run.
+    pub fn described_groups(&self) -> usize {
+        let groups: std::collections::BTreeSet<&TargetGroupArn> = self
+            .mappings
+            .iter()
+            .filter(|m| m.described)
+            .map(|m| &m.target_group_arn)
+            .collect();
+        groups.len()
     }
 
     fn fleet_data(&self, function_name: &str) -> Vec<Datum> {
@@ -211,6 +244,7 @@ impl SyncReport {
             ),
             Datum::count("HeldBackTargets", &dims, total(|m| m.held_back.len())),
             Datum::count("PendingDeregistrations", &dims, total(|m| m.pending.len())),
+            Datum::count("DeferredGroups", &dims, self.deferred_groups()),
         ];
         if !self.dry_run {
             data.extend(changes(
@@ -311,12 +345,13 @@ mod tests {
     use std::collections::BTreeSet;
 
     /// Every fleet total: a fixed set, whatever the fleet.
-    const FLEET: [&str; 7] = [
+    const FLEET: [&str; 8] = [
         "FailedMappings",
         "SyncedGroups",
         "SaturatedMappings",
         "HeldBackTargets",
         "PendingDeregistrations",
+        "DeferredGroups",
         "Registrations",
         "Deregistrations",
     ];

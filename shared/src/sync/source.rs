@@ -13,8 +13,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::interfaces::Interfaces;
-use super::mapping::{Mapping, Source};
+use super::interfaces::Listing;
+use super::mapping::{Mapping, RoleArn, Source};
 use crate::dns::{FULL_ANSWER, Lookup, resolve};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,8 @@ pub struct Observed {
     /// DNS only: every answer was full up to `max_lookups`.
     pub saturated: bool,
     pub problem: Option<Problem>,
+    /// Exact sources: the VPC of the interfaces.
+    pub vpc_id: Option<String>,
 }
 
 impl Observed {
@@ -59,13 +61,14 @@ impl Observed {
             resolution: Resolution::Failed,
             saturated: false,
             problem: Some(Problem { code, message }),
+            vpc_id: None,
         }
     }
 }
 
 /// What [`observe`] shares between mappings: mappings with the same key get
 /// the same observation, made once per run.
-pub type ObserveKey = (Source, Vec<crate::dns::RecordKind>, u32);
+pub type ObserveKey = (Source, Vec<crate::dns::RecordKind>, u32, Option<RoleArn>);
 
 pub fn observe_key(m: &Mapping) -> ObserveKey {
     let lookups = if m.source.is_exact() {
@@ -73,22 +76,24 @@ pub fn observe_key(m: &Mapping) -> ObserveKey {
     } else {
         m.max_lookups
     };
-    (m.source.clone(), m.record_types.clone(), lookups)
+    (
+        m.source.clone(),
+        m.record_types.clone(),
+        lookups,
+        m.source_role.clone(),
+    )
 }
 
-/// Observes the mapping's source.
-pub async fn observe<D: Lookup, I: Interfaces>(dns: &D, interfaces: &I, m: &Mapping) -> Observed {
-    let listed = match &m.source {
-        Source::Dns(name) => return observe_dns(dns, name, m).await,
-        Source::Alb(alb) => interfaces.alb_addresses(alb).await,
-        Source::Vpce(id) => interfaces.vpce_addresses(id).await,
-    };
+/// An exact source's observation, from its interfaces' listing.
+pub fn from_listing(m: &Mapping, listed: &Listing) -> Observed {
     match listed {
         Err(e) => Observed::failed(e.code.clone(), format!("listing {}: {e}", m.source)),
-        Ok(all) => {
-            let addrs: BTreeSet<IpAddr> = all
-                .into_iter()
+        Ok(listed) => {
+            let addrs: BTreeSet<IpAddr> = listed
+                .addrs
+                .iter()
                 .filter(|ip| m.record_types.iter().any(|k| k.matches(ip)))
+                .copied()
                 .collect();
             if addrs.is_empty() {
                 return Observed::failed(
@@ -104,6 +109,7 @@ pub async fn observe<D: Lookup, I: Interfaces>(dns: &D, interfaces: &I, m: &Mapp
                 resolution: Resolution::Complete(addrs),
                 saturated: false,
                 problem: None,
+                vpc_id: listed.vpc_id.clone(),
             }
         }
     }
@@ -114,7 +120,8 @@ fn kinds(m: &Mapping) -> String {
     names.join(" ")
 }
 
-async fn observe_dns<D: Lookup>(dns: &D, name: &str, m: &Mapping) -> Observed {
+/// A DNS source's observation.
+pub async fn observe_dns<D: Lookup>(dns: &D, name: &str, m: &Mapping) -> Observed {
     let r = resolve(dns, name, &m.record_types, m.max_lookups).await;
     let problem = r.failure_message(name).map(|message| Problem {
         code: r.failures.first().map(|(_, f)| f.code().to_owned()),
@@ -124,6 +131,7 @@ async fn observe_dns<D: Lookup>(dns: &D, name: &str, m: &Mapping) -> Observed {
         return Observed {
             resolution: Resolution::Failed,
             saturated: false,
+            vpc_id: None,
             problem: problem.or_else(|| {
                 Some(Problem {
                     code: Some("NODATA".into()),
@@ -141,6 +149,7 @@ async fn observe_dns<D: Lookup>(dns: &D, name: &str, m: &Mapping) -> Observed {
         resolution,
         saturated: r.saturated,
         problem,
+        vpc_id: None,
     }
 }
 

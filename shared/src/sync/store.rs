@@ -1,7 +1,10 @@
 //! The mappings' state objects in S3, written with conditional writes so
-//! that two overlapping runs cannot lose each other's updates.
+//! that two overlapping runs cannot lose each other's updates, and a warm
+//! container's copy of them ([`CachedStore`]).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -31,6 +34,8 @@ pub struct Loaded {
 pub enum SaveError {
     #[error("state object {key} was changed by another run since it was read")]
     Conflict { key: String },
+    #[error("state object {key} is not written: {error}")]
+    Encode { key: String, error: StateError },
     #[error(transparent)]
     Aws(#[from] AwsError),
 }
@@ -130,13 +135,17 @@ impl StateStore for S3Store {
         state: &SyncState,
         version: &Version,
     ) -> Result<Version, SaveError> {
+        let body = state.encode().map_err(|error| SaveError::Encode {
+            key: self.name(key),
+            error,
+        })?;
         let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/json")
-            .body(ByteStream::from(state.encode()));
+            .body(ByteStream::from(body));
         let request = match version {
             Version::Absent => request.if_none_match("*"),
             Version::ETag(etag) => request.if_match(etag),
@@ -173,5 +182,78 @@ impl StateStore for S3Store {
             .await
             .map_err(|e| AwsError::from_sdk("s3:PutObject", self.name(&aside), &e))?;
         Ok(self.name(&aside))
+    }
+}
+
+/// A warm container's copy of the state objects it read or wrote, with
+/// their ETags: a run reads only what it has not seen. What another writer
+/// changed since is caught by the conditional write of any change this run
+/// makes (412, then the object is read again); a run that changes nothing
+/// writes nothing and so needs no read.
+pub struct CachedStore<S> {
+    inner: S,
+    kept: Mutex<HashMap<String, Loaded>>,
+}
+
+impl<S> CachedStore<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            kept: Mutex::default(),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<String, Loaded>> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<S: StateStore> StateStore for CachedStore<S> {
+    async fn load(&self, key: &str) -> Result<Loaded, AwsError> {
+        if let Some(loaded) = self.kept().get(key) {
+            return Ok(loaded.clone());
+        }
+        let loaded = self.inner.load(key).await?;
+        // An unusable or refused object is read again each time: it is
+        // rare, and a newer tether may have replaced it.
+        if matches!(loaded.prior, Prior::Fresh | Prior::Valid(_)) {
+            self.kept().insert(key.to_owned(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    async fn save(
+        &self,
+        key: &str,
+        state: &SyncState,
+        version: &Version,
+    ) -> Result<Version, SaveError> {
+        let saved = self.inner.save(key, state, version).await;
+        let mut kept = self.kept();
+        match &saved {
+            Ok(version) => {
+                kept.insert(
+                    key.to_owned(),
+                    Loaded {
+                        prior: Prior::Valid(state.clone()),
+                        version: version.clone(),
+                        unusable: None,
+                    },
+                );
+            }
+            // Someone else wrote it, or nobody knows what is there now.
+            Err(_) => {
+                kept.remove(key);
+            }
+        }
+        saved
+    }
+
+    async fn preserve(&self, key: &str, etag: &str, bytes: &[u8]) -> Result<String, AwsError> {
+        self.inner.preserve(key, etag, bytes).await
     }
 }

@@ -72,12 +72,25 @@ pub fn render(sections: &[Section], machine: &str) -> String {
     out
 }
 
-/// Runs every part of the bench.
+/// Runs every part of the bench, or those `TETHER_BENCH` names
+/// (comma-separated: `target-sync`, `canary`, `artifacts`; `quota` alone
+/// runs target-sync's 3,000-group part only).
 pub async fn run_all() -> Result<Vec<Section>, BoxError> {
-    let mut sections = target_sync::run().await?;
-    sections.extend(canary::run().await?);
-    sections.push(template()?);
-    sections.push(artifacts()?);
+    let only = std::env::var("TETHER_BENCH").unwrap_or_default();
+    let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
+    let mut sections = Vec::new();
+    if wanted("target-sync") {
+        sections.extend(target_sync::run().await?);
+    } else if wanted("quota") {
+        sections.push(target_sync::quota().await?);
+    }
+    if wanted("canary") {
+        sections.extend(canary::run().await?);
+    }
+    if wanted("artifacts") {
+        sections.push(template()?);
+        sections.push(artifacts()?);
+    }
     Ok(sections)
 }
 

@@ -4,14 +4,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::{Section, median_max, ms};
 use crate::aws::tag;
 use crate::lambda::{FunctionProcess, Invocation, function_binary};
 use crate::moto::BoxError;
-use crate::throttle::{Counts, REFILL_PER_SECOND, ThrottlingProxy};
-use crate::world::{World, scheduled_event};
+use crate::throttle::{Counts, REFILL_PER_SECOND, TAGGING_BUCKET, ThrottlingProxy};
+use crate::world::{World, scheduled_event, scheduled_event_at};
 use tether_shared::sync::GROUP_SYNCED;
 
 const COLD_RUNS: usize = 10;
@@ -140,7 +141,7 @@ pub async fn run() -> Result<Vec<Section>, BoxError> {
         "the arm64 artifacts are measured in the last section",
     );
 
-    Ok(vec![one, many(&w).await?, fleet().await?])
+    Ok(vec![one, many(&w).await?, fleet().await?, quota().await?])
 }
 
 /// One invocation with 100 mappings (100 names, 100 target groups).
@@ -322,4 +323,245 @@ fn answer_three(w: &World, name: &str, i: usize) {
     let (a, b) = (i / 250, i % 250);
     let addrs = [1, 2, 3].map(|n| format!("10.{n}.{a}.{b}"));
     w.answer(name, &addrs.each_ref().map(String::as_str));
+}
+
+/// ELB's default quota of target groups per account and region
+/// (`TETHER_BENCH_GROUPS` measures another number, for a quick look).
+fn quota_groups() -> usize {
+    std::env::var("TETHER_BENCH_GROUPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3000)
+}
+/// Lambda's timeout in the template: one tick.
+const TICK: Duration = Duration::from_secs(60);
+/// Runs after the first, at most, for a fleet with no state to be in sync.
+const FILL_RUNS: usize = 20;
+
+/// 3,000 tagged target groups (the ELB quota) in one account and region,
+/// one function, one-minute ticks, through the proxy that enforces ELB's
+/// Describe bucket (with other users taking a quarter of its rate), EC2's
+/// and the tagging API's.
+pub async fn quota() -> Result<Section, BoxError> {
+    let quota = quota_groups();
+    let w = World::start().await?;
+    let started = Instant::now();
+    let names: Vec<String> = (0..quota)
+        .map(|i| format!("internal-q{i}-1.us-east-1.elb.amazonaws.com"))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        answer_three(&w, name, i);
+    }
+    // Created with their tag, 16 at a time.
+    let creates = futures_util::stream::iter(names.iter().enumerate().map(|(i, name)| {
+        let (elb, vpc) = (w.elb.clone(), w.network.vpc_id.clone());
+        async move {
+            elb.create_target_group()
+                .name(format!("q-{i}"))
+                .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Tcp)
+                .port(80)
+                .vpc_id(vpc)
+                .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+                .tags(
+                    aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                        .key("tether:source")
+                        .value(format!("dns:{name}"))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+        }
+    }))
+    .buffer_unordered(16);
+    let created: Vec<_> = creates.collect().await;
+    if let Some(Err(e)) = created.into_iter().find(Result::is_err) {
+        return Err(format!("CreateTargetGroup: {e}").into());
+    }
+    let setup = started.elapsed();
+    let proxy = ThrottlingProxy::start(&w.moto.endpoint()).await?;
+    // The account's other ELB users: a quarter of the bucket's rate.
+    proxy.other_users(REFILL_PER_SECOND / 4.0);
+    let env = w.env(&[("AWS_ENDPOINT_URL", &proxy.endpoint())]);
+    let f = w.spawn("target-sync", &env).await?;
+    let mut minute = unix_now() - unix_now() % 60;
+    let mut next = || {
+        minute += 60;
+        scheduled_event_at(minute)
+    };
+
+    let mut s = Section::new(
+        &format!("target-sync: {quota} tagged target groups (the ELB quota), every limit enforced"),
+        &format!(
+            "{quota} target groups tagged `tether:source=dns:<name>` (3 addresses each), one function, one \
+             invocation per one-minute tick with Lambda's 60 s deadline, default settings (`DescribeShare` 50%, \
+             `DescribeEvery` 15). Every call goes through the proxy (`tether_tests::throttle`): ELB's documented \
+             Describe bucket (40, refilled at {REFILL_PER_SECOND} per second), from which simulated other users \
+             of the account take a quarter of the rate ({} per second) all along; EC2's documented bucket per \
+             Describe action (100, 20 per second); the tagging API's assumed bucket for GetResources ({}, {} per \
+             second; moto pages GetResources by about 100 tags rather than 100 groups, so it takes a page or so more \
+             than AWS would). The floor is the time the buckets allow for the run's ELB Describe calls: at tether's \
+             share (a burst of 20, then 5 per second), and at ELB's whole rate (40, then 10 per second). \
+             Creating the groups in moto took {:.0} s (not part of any figure).",
+            REFILL_PER_SECOND / 4.0,
+            TAGGING_BUCKET.0,
+            TAGGING_BUCKET.1,
+            setup.as_secs_f64(),
+        ),
+    );
+    // The first run: no state at all, so every group must be read.
+    let (first, counts) = invoke_at(&f, &proxy, next(), TICK).await?;
+    let deferred = deferred_groups(&first.result, quota);
+    s.row(
+        "first run (no state: every group to read)",
+        ms(first.duration),
+        &format!(
+            "{}; {} groups read, {deferred} deferred to the next runs (not failed)",
+            costs(&counts, &first.result, quota),
+            described_groups(&first.result),
+        ),
+    );
+    // The next runs read what the first could not.
+    let fill_start = Instant::now();
+    let mut fill_runs = 0;
+    let mut left = deferred;
+    while left > 0 && fill_runs < FILL_RUNS {
+        let (inv, _) = invoke_at(&f, &proxy, next(), TICK).await?;
+        left = deferred_groups(&inv.result, quota);
+        fill_runs += 1;
+    }
+    s.row(
+        "runs until every group is in sync",
+        format!("{}", fill_runs + 1),
+        &format!(
+            "{} deferred after the last; the runs after the first took {:.0} s in all, each within the tick",
+            left,
+            fill_start.elapsed().as_secs_f64()
+        ),
+    );
+    // Steady state: one warm run to settle, then the measured one.
+    invoke_at(&f, &proxy, next(), TICK).await?;
+    let (steady, counts) = invoke_at(&f, &proxy, next(), TICK).await?;
+    s.row(
+        "steady run (warm container, nothing changed)",
+        ms(steady.duration),
+        &format!(
+            "{}; {:.3} Describe calls per quiet group (goal 1/K = {:.3}); {:.3} S3 calls per quiet group (goal 0)",
+            costs(&counts, &steady.result, quota),
+            counts.describes as f64 / quota as f64,
+            1.0 / 15.0,
+            (counts.s3_gets + counts.s3_puts) as f64 / quota as f64,
+        ),
+    );
+    s.row(
+        "peak RSS (warm container, after the runs above)",
+        f.peak_rss_kib()
+            .map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+        "goal: under 64 MB (the function has 128 MB)",
+    );
+    drop(f);
+    // A new container: no cache; it reads every state once.
+    let cold = w.spawn("target-sync", &env).await?;
+    let (inv, counts) = invoke_at(&cold, &proxy, next(), TICK).await?;
+    s.row(
+        "steady run, cold container",
+        ms(inv.duration),
+        &format!(
+            "{}; peak RSS {}",
+            costs(&counts, &inv.result, quota),
+            cold.peak_rss_kib()
+                .map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+        ),
+    );
+    Ok(s)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One invocation of the tick at `event`, with what the proxy counted.
+async fn invoke_at(
+    f: &FunctionProcess,
+    proxy: &ThrottlingProxy,
+    event: Value,
+    timeout: Duration,
+) -> Result<(Invocation, Counts), BoxError> {
+    let before = proxy.counts();
+    let inv = f.invoke(event, timeout).await?;
+    let after = proxy.counts();
+    Ok((inv, since(before, after)))
+}
+
+/// What the proxy counted between two readings (the other users run on).
+fn since(a: Counts, b: Counts) -> Counts {
+    Counts {
+        describes: b.describes - a.describes,
+        throttled: b.throttled - a.throttled,
+        others: b.others - a.others,
+        others_throttled: b.others_throttled - a.others_throttled,
+        ec2: b.ec2 - a.ec2,
+        ec2_throttled: b.ec2_throttled - a.ec2_throttled,
+        tagging: b.tagging - a.tagging,
+        tagging_throttled: b.tagging_throttled - a.tagging_throttled,
+        s3_gets: b.s3_gets - a.s3_gets,
+        s3_puts: b.s3_puts - a.s3_puts,
+        metric_calls: b.metric_calls - a.metric_calls,
+        metric_values: b.metric_values - a.metric_values,
+    }
+}
+
+/// A run's calls, its floor and its failures, in words.
+fn costs(c: &Counts, result: &Result<Value, Value>, quota: usize) -> String {
+    let share_floor = (c.describes as f64 - 20.0).max(0.0) / 5.0;
+    let elb_floor = (c.describes as f64 - 40.0).max(0.0) / REFILL_PER_SECOND;
+    format!(
+        "{} ELB Describe calls ({} throttled), floor {share_floor:.1} s at tether's share, {elb_floor:.1} s at \
+         ELB's whole rate; other users: {} calls, {} refused; {} GetResources ({} throttled); {} EC2 calls; \
+         S3 {} reads, {} writes; {} failed mappings{}",
+        c.describes,
+        c.throttled,
+        c.others,
+        c.others_throttled,
+        c.tagging,
+        c.tagging_throttled,
+        c.ec2,
+        c.s3_gets,
+        c.s3_puts,
+        failed_count(result, quota),
+        unpublished(result),
+    )
+}
+
+fn failed_count(result: &Result<Value, Value>, quota: usize) -> usize {
+    match result {
+        Ok(out) => out["mappings"]
+            .as_array()
+            .map_or(0, |ms| ms.iter().filter(|m| !m["error"].is_null()).count()),
+        Err(e) => e["errorMessage"]
+            .as_str()
+            .and_then(|m| m.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(quota),
+    }
+}
+
+fn described_groups(result: &Result<Value, Value>) -> usize {
+    let Ok(out) = result else {
+        return 0;
+    };
+    out["mappings"]
+        .as_array()
+        .map_or(0, |ms| ms.iter().filter(|m| m["described"] == true).count())
+}
+
+fn deferred_groups(result: &Result<Value, Value>, quota: usize) -> usize {
+    let Ok(out) = result else {
+        return quota;
+    };
+    out["mappings"]
+        .as_array()
+        .map_or(0, |ms| ms.iter().filter(|m| m["deferred"] == true).count())
 }

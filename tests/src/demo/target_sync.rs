@@ -2,15 +2,13 @@
 //! followed by `target-sync` into an NLB target group, one scheduled tick at
 //! a time.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use super::heading;
 use crate::aws::{LbKind, create_alb_nodes, create_load_balancer, delete_interfaces, tag};
 use crate::dns::Answer;
 use crate::moto::BoxError;
-use crate::world::{World, ips, scheduled_event, state_key};
+use crate::world::{World, ips, state_key, tick};
 
 fn addrs(list: &[&str]) -> Answer {
     Answer::Addrs(ips(list))
@@ -78,10 +76,8 @@ pub async fn run() -> Result<(), BoxError> {
     ];
     for (n, (what, answer)) in ticks.into_iter().enumerate() {
         w.dns.set(&alb.dns_name, answer);
-        let result = f
-            .invoke(scheduled_event(), Duration::from_secs(30))
-            .await?
-            .result;
+        // Each tick is the next minute: an absence counts once per minute.
+        let result = tick(&f).await?;
         println!("tick {}: {what}", n + 1);
         match &result {
             Ok(out) => {
@@ -151,10 +147,7 @@ async fn by_tag(w: &World, alb_arn: &str) -> Result<(), BoxError> {
         if n == 1 {
             delete_interfaces(&w.ec2, &ids[..2]).await?;
         }
-        let out = f
-            .invoke(scheduled_event(), Duration::from_secs(30))
-            .await?
-            .result;
+        let out = tick(&f).await?;
         println!("tick {}: {what}", n + 1);
         match &out {
             Ok(out) => {
