@@ -64,11 +64,19 @@ $(LINT_VENV)/.build-tools: requirements-build.txt $(LINT_VENV)/.installed
 
 build: $(LINT_VENV)/.build-tools ## sam build: the three arm64 bootstrap artifacts (cargo-lambda + zig, no Docker).
 	rustup target add aarch64-unknown-linux-gnu
-	@# Timed for BENCHMARKS.md: "cold" when cargo had no arm64 release build yet.
+	@# Timed for BENCHMARKS.md: "cold" when cargo had no arm64 release build
+	@# yet; wall seconds, and the CPU seconds (user + sys) of sam and every
+	@# compiler it waited for (bash's `times`), which other builds on the
+	@# machine distort far less than the wall time; and the commit built.
 	cold=$$([ -d "$(CARGO_TARGET_DIR)/aarch64-unknown-linux-gnu/release" ] && echo false || echo true); \
 	start=$$(date +%s); \
 	PATH="$(CURDIR)/$(LINT_VENV)/bin:$$PATH" $(LINT_VENV)/bin/sam build --template-file template.yaml; \
-	echo "{\"seconds\": $$(( $$(date +%s) - start )), \"cold\": $$cold}" > .aws-sam/build-time.json; \
+	seconds=$$(( $$(date +%s) - start )); \
+	times > .aws-sam/build-times.txt; \
+	cpu=$$(tail -n 1 .aws-sam/build-times.txt | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($$i, t, /[ms]/); n += t[1] * 60 + t[2] } printf "%.0f", n }'); \
+	commit=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
+	dirty=$$(git diff --quiet HEAD 2>/dev/null && echo false || echo true); \
+	echo "{\"seconds\": $$seconds, \"cpu_seconds\": $$cpu, \"cold\": $$cold, \"commit\": \"$$commit\", \"dirty\": $$dirty}" > .aws-sam/build-time.json; \
 	if [ "$$cold" = true ]; then cp .aws-sam/build-time.json .aws-sam/build-time-cold.json; fi
 
 release: $(LINT_VENV)/.build-tools ## dist/tether-<version>/: the three arm64 zips (built once), template.json without transforms, SHA256SUMS, INSTALL.md.

@@ -22,6 +22,7 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::example::{authorization_in, json_call};
 use crate::lambda::function_binary;
 use crate::moto::{BoxError, Moto, REGION, http_request, lint_python};
 
@@ -48,11 +49,14 @@ impl Release {
             .parent()
             .map(Path::to_path_buf)
             .ok_or("the binaries have no directory")?;
-        let stdout = lint_python(SCRIPT, &[
-            "package".into(),
-            binaries.display().to_string(),
-            out.display().to_string(),
-        ])?;
+        let stdout = lint_python(
+            SCRIPT,
+            &[
+                "package".into(),
+                binaries.display().to_string(),
+                out.display().to_string(),
+            ],
+        )?;
         let mut release: Release = serde_json::from_slice(&stdout)?;
         release.dir = out.to_path_buf();
         Ok(release)
@@ -78,7 +82,11 @@ impl Release {
         bucket: &str,
         prefix: &str,
     ) -> Result<(), BoxError> {
-        for name in self.files.keys().chain(std::iter::once(&"SHA256SUMS".to_owned())) {
+        for name in self
+            .files
+            .keys()
+            .chain(std::iter::once(&"SHA256SUMS".to_owned()))
+        {
             let body = std::fs::read(self.path(name))?;
             s3.put_object()
                 .bucket(bucket)
@@ -86,7 +94,12 @@ impl Release {
                 .body(body.into())
                 .send()
                 .await
-                .map_err(|e| format!("PutObject {name}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+                .map_err(|e| {
+                    format!(
+                        "PutObject {name}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    )
+                })?;
         }
         Ok(())
     }
@@ -102,11 +115,35 @@ pub struct Plan {
     pub resources: BTreeMap<String, String>,
     /// The logical ids of its Lambda functions.
     pub functions: Vec<String>,
+    /// The template to deploy into moto: the release's, with `changes`.
+    pub template: Value,
+    /// What was changed for the emulator, and why.
+    pub changes: Vec<String>,
+}
+
+/// Which stack a [`plan`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// One stack (CreateStack).
+    Stack,
+    /// The stacks of a service-managed StackSet.
+    StackSet,
 }
 
 /// The plan for `parameters` (the rest at their defaults).
-pub fn plan(release: &Release, parameters: &[(&str, String)]) -> Result<Plan, BoxError> {
-    let mut args = vec!["plan".to_owned(), release.path("template.json").display().to_string()];
+pub fn plan(
+    release: &Release,
+    deployment: Deployment,
+    parameters: &[(&str, String)],
+) -> Result<Plan, BoxError> {
+    let command = match deployment {
+        Deployment::Stack => "plan",
+        Deployment::StackSet => "plan-stack-set",
+    };
+    let mut args = vec![
+        command.to_owned(),
+        release.path("template.json").display().to_string(),
+    ];
     args.extend(parameters.iter().map(|(k, v)| format!("{k}={v}")));
     Ok(serde_json::from_slice(&lint_python(SCRIPT, &args)?)?)
 }
@@ -129,12 +166,15 @@ pub fn custom_resource_event(
     logical: &str,
     context: &EventContext<'_>,
 ) -> Result<Value, BoxError> {
-    let out = lint_python(SCRIPT, &[
-        "event".into(),
-        release.path("template.json").display().to_string(),
-        logical.into(),
-        serde_json::to_string(context)?,
-    ])?;
+    let out = lint_python(
+        SCRIPT,
+        &[
+            "event".into(),
+            release.path("template.json").display().to_string(),
+            logical.into(),
+            serde_json::to_string(context)?,
+        ],
+    )?;
     Ok(serde_json::from_slice(&out)?)
 }
 
@@ -187,8 +227,9 @@ struct Configuration {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Environment {
+    /// moto gives the value of a Number parameter as a JSON number.
     #[serde(default)]
-    variables: BTreeMap<String, String>,
+    variables: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,34 +244,72 @@ struct Unzipped {
     sha256_base64: String,
 }
 
+/// Where in the emulator a Lambda call goes: an account (moto's
+/// `x-moto-account-id`; `None`: its default account) and a region.
+#[derive(Debug, Clone, Copy)]
+pub struct In<'a> {
+    pub account: Option<&'a str>,
+    pub region: &'a str,
+}
+
+impl In<'static> {
+    /// The default account, in [`REGION`].
+    pub const DEFAULT: In<'static> = In {
+        account: None,
+        region: REGION,
+    };
+}
+
+/// One GET of the emulator's Lambda API (REST JSON).
+async fn lambda_get(moto: &Moto, at: In<'_>, path: &str) -> Result<Value, BoxError> {
+    let url = format!("{}/2015-03-31/{path}", moto.endpoint());
+    let authorization = authorization_in("lambda", at.region);
+    let account = at.account;
+    let mut headers = vec![("Authorization", authorization.as_str())];
+    if let Some(account) = account {
+        headers.push(("x-moto-account-id", account));
+    }
+    let (status, body) = http_request(
+        Method::GET,
+        &url,
+        &headers,
+        Bytes::new(),
+        Duration::from_secs(30),
+    )
+    .await?;
+    if !status.is_success() {
+        return Err(format!("GET {path}: {status} {}", String::from_utf8_lossy(&body)).into());
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// The names of the functions there.
+pub async fn function_names(moto: &Moto, at: In<'_>) -> Result<Vec<String>, BoxError> {
+    let out = lambda_get(moto, at, "functions/").await?;
+    Ok(out["Functions"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .filter_map(|f| f["FunctionName"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 impl FunctionCode {
-    /// `GetFunction` of `name`; the code is fetched from `bucket` at the key
-    /// the function was created from, checked against the function's
-    /// `CodeSha256`, and unpacked into `dir`.
+    /// `GetFunction` of `name` (there); the code is fetched from `bucket`
+    /// at the key the function was created from, checked against the
+    /// function's `CodeSha256`, and unpacked into `dir`.
     pub async fn fetch(
         moto: &Moto,
+        at: In<'_>,
         s3: &aws_sdk_s3::Client,
         name: &str,
         bucket: &str,
         dir: &Path,
     ) -> Result<FunctionCode, BoxError> {
-        let url = format!("{}/2015-03-31/functions/{name}", moto.endpoint());
-        let authorization = format!(
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/lambda/aws4_request, \
-             SignedHeaders=host, Signature=0"
-        );
-        let (status, body) = http_request(
-            Method::GET,
-            &url,
-            &[("Authorization", authorization.as_str())],
-            Bytes::new(),
-            Duration::from_secs(30),
-        )
-        .await?;
-        if !status.is_success() {
-            return Err(format!("GetFunction {name}: {status} {}", String::from_utf8_lossy(&body)).into());
-        }
-        let function: GetFunction = serde_json::from_slice(&body)?;
+        let function: GetFunction =
+            serde_json::from_value(lambda_get(moto, at, &format!("functions/{name}")).await?)?;
         // moto gives the key the code was read from in a made-up URL.
         let key = function
             .code
@@ -244,15 +323,23 @@ impl FunctionCode {
             .key(&key)
             .send()
             .await
-            .map_err(|e| format!("GetObject {bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "GetObject {bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
         let zip = dir.join("code.zip");
         std::fs::create_dir_all(dir)?;
         std::fs::write(&zip, object.body.collect().await?.into_bytes())?;
-        let out = lint_python(SCRIPT, &[
-            "unzip".into(),
-            zip.display().to_string(),
-            dir.display().to_string(),
-        ])?;
+        let out = lint_python(
+            SCRIPT,
+            &[
+                "unzip".into(),
+                zip.display().to_string(),
+                dir.display().to_string(),
+            ],
+        )?;
         let unzipped: Unzipped = serde_json::from_slice(&out)?;
         let c = function.configuration;
         if unzipped.sha256_base64 != c.code_sha256 {
@@ -263,7 +350,11 @@ impl FunctionCode {
             .into());
         }
         if !unzipped.entries.contains(&c.handler) {
-            return Err(format!("{name}: no {} in its zip ({:?})", c.handler, unzipped.entries).into());
+            return Err(format!(
+                "{name}: no {} in its zip ({:?})",
+                c.handler, unzipped.entries
+            )
+            .into());
         }
         Ok(FunctionCode {
             executable: dir.join(&c.handler),
@@ -273,7 +364,16 @@ impl FunctionCode {
             handler: c.handler,
             runtime: c.runtime,
             architectures: c.architectures,
-            environment: c.environment.map(|e| e.variables).unwrap_or_default(),
+            environment: c
+                .environment
+                .map(|e| e.variables)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect(),
         })
     }
 
@@ -286,4 +386,71 @@ impl FunctionCode {
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env
     }
+}
+
+/// An organization in the emulator: its root, one OU and the member
+/// accounts created in it.
+#[derive(Debug)]
+pub struct Organization {
+    pub id: String,
+    pub root: String,
+    pub ou: String,
+    pub members: Vec<String>,
+}
+
+/// Creates an organization (all features) in the emulator's default
+/// account, which becomes its management account, with an OU holding
+/// `members` new accounts.
+pub async fn organization(moto: &Moto, ou: &str, members: usize) -> Result<Organization, BoxError> {
+    const TARGET: &str = "AWSOrganizationsV20161128";
+    let call = |action: &'static str, body: Value| async move {
+        json_call(moto, "organizations", &format!("{TARGET}.{action}"), &body).await
+    };
+    let org = call(
+        "CreateOrganization",
+        serde_json::json!({"FeatureSet": "ALL"}),
+    )
+    .await?;
+    let id = org["Organization"]["Id"]
+        .as_str()
+        .ok_or("CreateOrganization: no id")?
+        .to_owned();
+    let roots = call("ListRoots", serde_json::json!({})).await?;
+    let root = roots["Roots"][0]["Id"]
+        .as_str()
+        .ok_or("ListRoots: no root")?
+        .to_owned();
+    let created = call(
+        "CreateOrganizationalUnit",
+        serde_json::json!({"ParentId": root, "Name": ou}),
+    )
+    .await?;
+    let ou = created["OrganizationalUnit"]["Id"]
+        .as_str()
+        .ok_or("CreateOrganizationalUnit: no id")?
+        .to_owned();
+    let mut accounts = Vec::new();
+    for i in 0..members {
+        let status = call(
+            "CreateAccount",
+            serde_json::json!({"AccountName": format!("member-{i}"), "Email": format!("member-{i}@example.com")}),
+        )
+        .await?;
+        let account = status["CreateAccountStatus"]["AccountId"]
+            .as_str()
+            .ok_or_else(|| format!("CreateAccount: no account id in {status}"))?
+            .to_owned();
+        call(
+            "MoveAccount",
+            serde_json::json!({"AccountId": account, "SourceParentId": root, "DestinationParentId": ou}),
+        )
+        .await?;
+        accounts.push(account);
+    }
+    Ok(Organization {
+        id,
+        root,
+        ou,
+        members: accounts,
+    })
 }
