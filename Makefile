@@ -17,10 +17,24 @@ export AWS_REGION ?= us-east-1
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tether-target
 export TETHER_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 CARGO_TEST_FLAGS ?=
+# The one version, from [workspace.package] in Cargo.toml.
+VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+DIST := dist/tether-$(VERSION)
+FUNCTIONS := target-sync health-canary custom-resources
+# The arm64 binaries (sam build, make release) hold no path of this machine:
+# panic locations name files as /tether/..., /cargo/registry/... and
+# /target/..., wherever the checkout, cargo's home and the target dir are, so
+# that another machine builds the same bytes. Set for the arm64 target only:
+# the host's debug builds and their caches are left as they are.
+CARGO_HOME ?= $(HOME)/.cargo
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS := --remap-path-prefix=$(CURDIR)=/tether --remap-path-prefix=$(CARGO_HOME)=/cargo --remap-path-prefix=$(CARGO_TARGET_DIR)=/target
+# make publish: a bucket in AWS_REGION that the Serverless Application
+# Repository may read (see docs/install.md).
+SAR_BUCKET ?=
 # The examples' templates get the same static checks as template.yaml.
 EXAMPLE_TEMPLATES := $(wildcard examples/*/template.yaml)
 
-.PHONY: help venv build test lint lint-rust lint-template fmt demo bench clean clean-cache announce-test announce-demo announce-bench
+.PHONY: help venv build release publish test lint lint-rust lint-template fmt demo bench clean clean-cache announce-test announce-demo announce-bench
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -57,12 +71,34 @@ $(LINT_VENV)/.build-tools: requirements-build.txt $(LINT_VENV)/.installed
 
 build: $(LINT_VENV)/.build-tools ## sam build: the three arm64 bootstrap artifacts (cargo-lambda + zig, no Docker).
 	rustup target add aarch64-unknown-linux-gnu
-	@# Timed for BENCHMARKS.md: "cold" when cargo had no arm64 release build yet.
+	@# Timed for BENCHMARKS.md: "cold" when cargo had no arm64 release build
+	@# yet; wall seconds, and the CPU seconds (user + sys) of sam and every
+	@# compiler it waited for (bash's `times`), which other builds on the
+	@# machine distort far less than the wall time; and the commit built.
 	cold=$$([ -d "$(CARGO_TARGET_DIR)/aarch64-unknown-linux-gnu/release" ] && echo false || echo true); \
 	start=$$(date +%s); \
 	PATH="$(CURDIR)/$(LINT_VENV)/bin:$$PATH" $(LINT_VENV)/bin/sam build --template-file template.yaml; \
-	echo "{\"seconds\": $$(( $$(date +%s) - start )), \"cold\": $$cold}" > .aws-sam/build-time.json; \
+	seconds=$$(( $$(date +%s) - start )); \
+	times > .aws-sam/build-times.txt; \
+	cpu=$$(tail -n 1 .aws-sam/build-times.txt | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($$i, t, /[ms]/); n += t[1] * 60 + t[2] } printf "%.0f", n }'); \
+	commit=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
+	dirty=$$(git diff --quiet HEAD 2>/dev/null && echo false || echo true); \
+	echo "{\"seconds\": $$seconds, \"cpu_seconds\": $$cpu, \"cold\": $$cold, \"commit\": \"$$commit\", \"dirty\": $$dirty}" > .aws-sam/build-time.json; \
 	if [ "$$cold" = true ]; then cp .aws-sam/build-time.json .aws-sam/build-time-cold.json; fi
+
+release: $(LINT_VENV)/.build-tools ## dist/tether-<version>/: the three arm64 zips (built once), template.json without transforms, SHA256SUMS, INSTALL.md.
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(LINT_VENV)/bin:$$PATH" $(LINT_VENV)/bin/cargo-lambda lambda build --release --arm64 --locked $(addprefix --bin ,$(FUNCTIONS))
+	rm -rf $(DIST)
+	$(LINT_VENV)/bin/python scripts/release.py package --binaries "$(CARGO_TARGET_DIR)/lambda" --arch aarch64 --out $(DIST)
+
+publish: $(LINT_VENV)/.build-tools ## Publish dist/tether-<version> to the Serverless Application Repository (needs an account and SAR_BUCKET; not run by any test).
+	@test -f $(DIST)/SHA256SUMS || { echo "No $(DIST): run make release first." >&2; exit 1; }
+	@test -n "$(SAR_BUCKET)" || { echo "Set SAR_BUCKET to a bucket in $(AWS_REGION) that serverlessrepo.amazonaws.com may read (docs/install.md)." >&2; exit 1; }
+	mkdir -p .aws-sam/publish
+	$(LINT_VENV)/bin/python scripts/release.py sar-template --release $(DIST) --out .aws-sam/publish/template.json
+	$(LINT_VENV)/bin/sam package --template-file .aws-sam/publish/template.json --s3-bucket $(SAR_BUCKET) --s3-prefix tether/$(VERSION) --output-template-file .aws-sam/publish/packaged.yaml --region $(AWS_REGION)
+	$(LINT_VENV)/bin/sam publish --template .aws-sam/publish/packaged.yaml --semantic-version $(VERSION) --region $(AWS_REGION)
 
 lint: lint-rust lint-template ## Every static check: Rust and the template.
 

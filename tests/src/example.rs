@@ -153,15 +153,20 @@ pub async fn hosted_zone(moto: &Moto, id: &str) -> Result<String, BoxError> {
 /// An `Authorization` header that routes a request to `service` in moto,
 /// which reads the service from the credential scope and checks no signature.
 fn authorization(service: &str) -> String {
+    authorization_in(service, REGION)
+}
+
+/// The same, for `service` in `region`.
+pub(crate) fn authorization_in(service: &str, region: &str) -> String {
     format!(
-        "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, \
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, \
          SignedHeaders=host, Signature=0"
     )
 }
 
 /// One call of an AWS JSON 1.1 protocol operation; a non-2xx status is an
 /// error carrying the body.
-async fn json_call(
+pub(crate) async fn json_call(
     moto: &Moto,
     service: &str,
     target: &str,

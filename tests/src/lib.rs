@@ -8,6 +8,7 @@
 //! - [`canary`]: health-canary under test (its setup, report, log lines, metrics).
 //! - [`cfn`]: pre-signed response URLs and CloudFormation events (custom-resources).
 //! - [`example`]: the example stack `examples/private-api` for the emulator's CloudFormation.
+//! - [`release`]: the release (`make release`) packaged, uploaded and taken apart again in the emulator.
 //! - [`demo`], [`bench`]: `make demo` and `make bench`.
 //! - [`world`]: all of the above together, as target-sync tests, the demo and the bench use them.
 
@@ -21,5 +22,6 @@ pub mod example;
 pub mod https;
 pub mod lambda;
 pub mod moto;
+pub mod release;
 pub mod throttle;
 pub mod world;

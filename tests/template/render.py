@@ -1,6 +1,8 @@
 """Renders template.yaml the way CloudFormation deploys it, without an AWS
 account: the SAM transform (aws-sam-translator), the template's only one."""
 
+import copy
+import functools
 import os
 from pathlib import Path
 
@@ -35,7 +37,13 @@ REGION = "us-east-1"
 
 
 def load() -> dict:
-    return yaml_parse((ROOT / "template.yaml").read_text())
+    """template.yaml, parsed (a fresh copy each time; parsed once per content)."""
+    return copy.deepcopy(_parse((ROOT / "template.yaml").read_text()))
+
+
+@functools.cache
+def _parse(text: str) -> dict:
+    return yaml_parse(text)
 
 
 def render(parameters: dict | None = None) -> dict:
@@ -46,6 +54,54 @@ def render(parameters: dict | None = None) -> dict:
     # As after `sam package`: the code is in S3.
     template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/tether.zip"
     return transform(template, params, _NoManagedPolicies())
+
+
+def release_module():
+    """scripts/release.py, which `make release` runs."""
+    import sys
+
+    scripts = str(ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import release
+
+    return release
+
+
+def render_release(parameters: dict | None = None) -> dict:
+    """The release template (dist/tether-<version>/template.json): no
+    transform, code in S3 at parameterised locations. `parameters` reach the
+    SAM translator only (see scripts/release_template.py). A fresh copy each
+    time (rendered once per parameters, region and template.yaml)."""
+    import json
+
+    key = (json.dumps(parameters, sort_keys=True), os.environ.get("AWS_REGION"), (ROOT / "template.yaml").read_text())
+    return json.loads(_render_release(key))
+
+
+@functools.cache
+def _render_release(key: tuple) -> str:
+    import json
+
+    release = release_module()
+    return json.dumps(release.release_template.render(load(), release.version(), json.loads(key[0])))
+
+
+def pinned_parameters(release: dict) -> dict:
+    """Parameters a release template fixes to one value (name to allowed values)."""
+    return {
+        k: v["AllowedValues"]
+        for k, v in release["Parameters"].items()
+        if v.get("Description", "").startswith("Fixed in this release")
+    }
+
+
+def release_parameters(release: dict, params: dict) -> dict:
+    """`params` as a release template takes them: pinned ones at their one
+    value, ones it does not have left out."""
+    out = {k: v for k, v in params.items() if k in release["Parameters"]}
+    out.update({k: ",".join(v) for k, v in pinned_parameters(release).items()})
+    return out
 
 
 class _NoManagedPolicies:

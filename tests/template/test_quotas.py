@@ -1,14 +1,19 @@
 """Quotas a real account imposes on the rendered template, with every part on
-and many endpoints (which now add no resource: they are in the canary's
-configuration, the metrics and the dashboard's searches). Each test names the quota it guards; a change that would
-pass every linter but fail a deploy makes one of these fail."""
+and many endpoints (which add no resource: they are in the canary's
+configuration, the metrics and the dashboard's searches). Each test names the
+quota it guards; a change that would pass every linter but fail a deploy makes
+one of these fail.
+
+Each runs on both templates that deploy: template.yaml through its
+transforms, and the release's template.json (parameterised; evaluated with
+the same values, those it pins at their one value)."""
 
 import json
 
 import pytest
 
 from evaluate import variable_maps, worst_case_text
-from render import PARAMETERS, ROOT, load, render
+from render import PARAMETERS, ROOT, load, release_parameters, render, render_release
 
 FLEET = {
     **PARAMETERS,
@@ -21,9 +26,22 @@ FLEET = {
 }
 
 
-@pytest.fixture(scope="module")
-def fleet():
-    return render(FLEET)
+class Deployed:
+    """A template as deployed, the parameter values it is evaluated with, and its declared parameters."""
+
+    def __init__(self, template: dict, params: dict, declared: dict):
+        self.template, self.params, self.declared = template, params, declared
+
+    def __getitem__(self, key):
+        return self.template[key]
+
+
+@pytest.fixture(scope="module", params=["source", "release"])
+def fleet(request):
+    if request.param == "source":
+        return Deployed(render(FLEET), FLEET, load()["Parameters"])
+    release = render_release()
+    return Deployed(release, release_parameters(release, FLEET), release["Parameters"])
 
 
 def test_quota_iam_managed_policies_per_role_at_most_10(fleet):
@@ -40,35 +58,32 @@ def test_quota_iam_managed_policies_per_role_at_most_10(fleet):
 
 def test_quota_lambda_environment_at_most_4_kb(fleet):
     """Lambda: 4 KB for all of a function's environment variables (keys and values)."""
-    declared = load()["Parameters"]
     for name, res in fleet["Resources"].items():
         if res["Type"] != "AWS::Lambda::Function":
             continue
         for variables in variable_maps(res["Properties"].get("Environment", {}).get("Variables", {})):
             size = 0
             for key, value in variables.items():
-                text = worst_case_text(value, FLEET, declared)
+                text = worst_case_text(value, fleet.params, fleet.declared)
                 if text is not None:
                     size += len(key.encode()) + len(text.encode())
             assert size <= 4096, (name, size)
 
 
-def test_quota_cloudformation_parameter_value_at_most_4096_bytes():
+def test_quota_cloudformation_parameter_value_at_most_4096_bytes(fleet):
     """CloudFormation: 4096 bytes per parameter value; every default fits, and so do the fleet's values."""
-    for name, parameter in load()["Parameters"].items():
+    for name, parameter in fleet.declared.items():
         assert len(str(parameter.get("Default", "")).encode()) <= 4096, name
-    for name, value in FLEET.items():
+    for name, value in fleet.params.items():
         assert len(value.encode()) <= 4096, name
 
 
 def test_quota_cloudformation_logical_id_at_most_255_characters():
     """CloudFormation: logical IDs up to 255 characters, letters and digits."""
-    rendered = render(FLEET)
-    for section in ("Resources", "Outputs", "Conditions"):
-        for key in rendered.get(section, {}):
-            assert len(key) <= 255 and key.isalnum(), (section, key)
-    for key in load()["Parameters"]:
-        assert len(key) <= 255
+    for rendered in (render(FLEET), render_release()):
+        for section in ("Resources", "Outputs", "Conditions", "Parameters"):
+            for key in rendered.get(section, {}):
+                assert len(key) <= 255 and key.isalnum(), (section, key)
 
 
 def test_quota_cloudformation_resources_at_most_500(fleet):
@@ -79,7 +94,7 @@ def test_quota_cloudformation_resources_at_most_500(fleet):
 
 def test_quota_cloudformation_template_body_at_most_1_mb(fleet):
     """CloudFormation: a template body in S3 holds at most 1 MB (after the transforms here)."""
-    assert len(json.dumps(fleet).encode()) <= 1_000_000
+    assert len(json.dumps(fleet.template).encode()) <= 1_000_000
 
 
 def test_quota_custom_resource_response_and_service_timeout(fleet):
@@ -91,11 +106,10 @@ def test_quota_custom_resource_response_and_service_timeout(fleet):
 
 def test_quota_iam_managed_policy_document_at_most_6144_characters(fleet):
     """IAM: a managed policy document holds at most 6144 characters (without whitespace)."""
-    declared = load()["Parameters"]
     for name, res in fleet["Resources"].items():
         if res["Type"] == "AWS::IAM::ManagedPolicy":
             doc = res["Properties"]["PolicyDocument"]
-            text = worst_case_text(doc, FLEET, declared) if "Fn::Sub" in doc else json.dumps(doc)
+            text = worst_case_text(doc, fleet.params, fleet.declared) if "Fn::Sub" in doc else json.dumps(doc)
             assert len("".join(text.split())) <= 6144, name
 
 
