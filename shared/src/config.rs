@@ -146,6 +146,11 @@ pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
 }
 
 pub fn validate_bucket(name: &str) -> Result<String, ConfigError> {
+    validate_bucket_in("STATE_BUCKET", name)
+}
+
+/// A bucket name read from the variable `var`, whose error names `var`.
+pub fn validate_bucket_in(var: &str, name: &str) -> Result<String, ConfigError> {
     let ok = (3..=63).contains(&name.len())
         && name
             .bytes()
@@ -156,7 +161,7 @@ pub fn validate_bucket(name: &str) -> Result<String, ConfigError> {
         Ok(name.to_owned())
     } else {
         Err(ConfigError::new(
-            "STATE_BUCKET",
+            var,
             format!("\"{}\" is not a valid S3 bucket name", shorten(name)),
         ))
     }

@@ -2,7 +2,7 @@
 one CLOUDWATCH_METRIC health check behind the record, the settings Route 53
 copies reaching it, one canary function per subnet, the operator's override,
 and the agreement between the template's defaults and the model in
-shared/src/canary/failover.rs (whose properties and README figures assume
+shared/src/canary/failover.rs (whose properties and documented figures assume
 those defaults)."""
 
 import json
@@ -63,7 +63,7 @@ def health_check_as_deployed(params, stack="tether"):
 
 
 def test_the_model_uses_the_template_defaults(rendered):
-    """failover.rs proves its properties and computes the README's figures
+    """failover.rs proves its properties and computes the figures of docs/failover.md
     for these values: a change on one side only fails here."""
     declared = load()["Parameters"]
     for const, parameter in {"PROBES_PER_INVOCATION": "ProbesPerInvocation", "PROBE_INTERVAL_MS": "ProbeIntervalMs",
@@ -217,10 +217,10 @@ def test_alarms_page_on_the_region_and_one_certificate_metric_never_per_endpoint
 
 
 def test_the_runbooks_override_is_the_alarms_metric_and_the_stack_output(rendered):
-    """The README's put-metric-data command, the FailOutCommand output and
+    """The runbook's put-metric-data command (docs/operations.md), the FailOutCommand output and
     the alarm agree: the metric, its dimension, and a value that outweighs
     every zone's vote (the model's OVERRIDE_VALUE)."""
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "operations.md").read_text()
     commands = [line.strip().rstrip("\\").strip() for line in readme.splitlines() if "aws cloudwatch put-metric-data" in line]
     assert commands, "the runbook gives the command"
     output = rendered["Outputs"]["FailOutCommand"]["Value"]["Fn::Sub"]

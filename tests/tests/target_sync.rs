@@ -60,7 +60,7 @@ async fn first_run_registers_every_address_and_writes_state() -> R {
     assert_eq!(state["pending"], json!({}));
 
     // The log is JSON lines (AWS_LAMBDA_LOG_FORMAT=JSON) with one line per
-    // target group: the fields the README's Logs Insights query reads.
+    // target group: the fields the Logs Insights query of docs/target-sync.md reads.
     let logs = f.logs();
     let line = logs
         .lines()

@@ -1,6 +1,6 @@
 //! health-canary: probes private HTTP(S) endpoints and publishes the minute
 //! votes that drive Route 53 failover. Configuration and behaviour: see the
-//! README; the logic is in `tether_shared::canary`.
+//! docs/health-canary.md; the logic is in `tether_shared::canary`.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 use serde_json::Value;

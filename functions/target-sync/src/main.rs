@@ -1,5 +1,5 @@
 //! target-sync: keeps NLB IP target groups equal to their sources (DNS, ALB nodes, VPC endpoints).
-//! Configuration and behaviour: see the README; the logic is in `tether_shared::sync`.
+//! Configuration and behaviour: see docs/target-sync.md; the logic is in `tether_shared::sync`.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
 use serde_json::Value;

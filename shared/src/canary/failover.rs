@@ -25,8 +25,8 @@
 //!   allows [`ROUTE53_LAG_S`] after the period ends.
 //!
 //! The constants are the template's defaults; `tests/template/test_failover.py`
-//! fails when either side changes alone, and the README's figures come from
-//! [`readme_figures`] (a test checks them).
+//! fails when either side changes alone, and the figures in docs/failover.md
+//! come from [`documented_figures`] (a test checks them).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -405,9 +405,10 @@ fn extremes(chain: &Chain, f: &dyn Fn(&Chain, u64, u64) -> Option<f64>) -> (f64,
     (low, high, all)
 }
 
-/// The README's failover figures, as this model computes them (the same
+/// The failover figures of docs/failover.md (and the canary's Lambda cost
+/// in docs/operations.md), as this model computes them (the same
 /// under both readings where they must be).
-pub fn readme_figures() -> Vec<String> {
+pub fn documented_figures() -> Vec<String> {
     let chain = Chain::template();
     let over = |r| extremes(&chain, &|c, a, o| failover_seconds(c, r, a, o));
     let back = |r, h| extremes(&chain, &move |c, a, o| failback_seconds(c, r, a, o, h));
@@ -533,7 +534,7 @@ mod tests {
             assert!(all && back_low > high, "{reading:?}: failback {back_low}");
             assert!(silence_seconds(&chain, reading).is_some(), "{reading:?}");
         }
-        // The figures the README gives once are the same under both readings.
+        // The figures docs/failover.md gives once are the same under both readings.
         let both: Vec<_> = READINGS
             .iter()
             .map(|r| extremes(&chain, &|c, a, o| failover_seconds(c, *r, a, o)))
@@ -568,13 +569,18 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_shows_the_models_figures() {
-        let readme = include_str!("../../../README.md");
-        let figures = readme_figures();
+    fn the_docs_show_the_models_figures() {
+        // The failover figures are in docs/failover.md, the canary's Lambda
+        // cost in docs/operations.md ("What it costs").
+        let docs = [
+            include_str!("../../../docs/failover.md"),
+            include_str!("../../../docs/operations.md"),
+        ];
+        let figures = documented_figures();
         for figure in &figures {
             assert!(
-                readme.contains(figure.as_str()),
-                "README.md lacks {figure}; the model's figures: {figures:?}"
+                docs.iter().any(|doc| doc.contains(figure.as_str())),
+                "docs/failover.md and docs/operations.md lack {figure}; the model's figures: {figures:?}"
             );
         }
     }

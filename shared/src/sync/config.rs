@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{
     ConfigError, DEFAULT_STATE_PREFIX, DnsSettings, MetricsSettings, StateLocation, Vars,
-    dns_settings, namespace, normalize_prefix, validate_bucket,
+    dns_settings, namespace, normalize_prefix, validate_bucket_in,
 };
 use crate::dns::{DEFAULT_MAX_LOOKUPS, validate_dns_name};
 use crate::fields::{json_array, shorten, split_list};
@@ -137,8 +137,14 @@ impl SyncConfig {
             ));
         }
 
-        let bucket = match vars.get("STATE_BUCKET").or_else(|| vars.get("S3_BUCKET")) {
-            Some(bucket) => validate_bucket(&bucket)?,
+        // The AWS sample's S3_BUCKET is read when STATE_BUCKET is not set,
+        // and a bad value is told under the variable it came from.
+        let given = match vars.get("STATE_BUCKET") {
+            Some(bucket) => Some(("STATE_BUCKET", bucket)),
+            None => vars.get("S3_BUCKET").map(|bucket| ("S3_BUCKET", bucket)),
+        };
+        let bucket = match given {
+            Some((var, bucket)) => validate_bucket_in(var, &bucket)?,
             None => {
                 return Err(ConfigError::new(
                     "STATE_BUCKET",
@@ -517,6 +523,11 @@ mod tests {
                 vec![("TARGETS", &ok), ("STATE_BUCKET", "Bad_Bucket")],
                 "STATE_BUCKET",
                 "Bad_Bucket",
+            ),
+            (
+                vec![("TARGETS", &ok), ("S3_BUCKET", "Bad_Sample_Bucket")],
+                "S3_BUCKET",
+                "Bad_Sample_Bucket",
             ),
             (
                 vec![

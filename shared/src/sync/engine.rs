@@ -1056,7 +1056,7 @@ fn report_plan(arn: &TargetGroupArn, plan: &GroupPlan, members: &mut [Member<'_>
 }
 
 /// The message of the one log line per target group and run: what the
-/// README's Logs Insights queries and the alarms' descriptions point to.
+/// Logs Insights queries of docs/target-sync.md and the alarms' descriptions point to.
 pub const GROUP_SYNCED: &str = "target group synced";
 pub const GROUP_FAILED: &str = "target group failed";
 

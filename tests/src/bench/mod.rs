@@ -125,20 +125,18 @@ fn template() -> Result<Section, BoxError> {
 
 /// The first `sam build` before the release profile of issue 18 (the
 /// profile this code builds with is another), with provenance.
-const FIRST_BUILD_BEFORE: [(&str, &str, &str); 1] = [
-    (
-        "first `make build`, before",
-        "797 s",
-        "BENCHMARKS.md at commit eef8c8b (make bench); lto fat, codegen-units 1, aws-sdk-ec2 codegen-units 16",
-    ),
-];
+const FIRST_BUILD_BEFORE: [(&str, &str, &str); 1] = [(
+    "first `make build`, before",
+    "797 s",
+    "BENCHMARKS.md at commit eef8c8b (make bench); lto fat, codegen-units 1, aws-sdk-ec2 codegen-units 16",
+)];
 
 /// The arm64 `bootstrap` files that `sam build` (`make build`) produced.
 fn artifacts() -> Result<Section, BoxError> {
     let mut s = Section::new(
         "Lambda artifacts (arm64, from `sam build`)",
         "The `bootstrap` binaries in `.aws-sam/build/` that `sam deploy` uploads: cross-compiled by \
-         cargo-lambda with zig for `provided.al2023` on arm64, release profile (lto, codegen-units 1, \
+         cargo-lambda with zig for `provided.al2023` on arm64, release profile (thin lto, codegen-units 1, \
          opt-level s, strip). Zip: deflate, as packaged.",
     );
     let root = crate::moto::workspace_root();

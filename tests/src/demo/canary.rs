@@ -6,6 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_cloudwatch::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use serde_json::{Value, json};
 
@@ -33,7 +34,8 @@ pub fn targets(url: &str, ca_pem: &str) -> Value {
 /// The demo's minute.
 const MINUTE: Duration = Duration::from_secs(4);
 
-pub async fn run() -> Result<(), BoxError> {
+/// Runs this part; returns its one-line summary.
+pub async fn run() -> Result<String, BoxError> {
     heading("health-canary: a private endpoint probed every second, then taken down");
     let moto = Moto::start().await?;
     let dns = DnsServer::start().await?;
@@ -88,6 +90,7 @@ pub async fn run() -> Result<(), BoxError> {
             true,
         ),
     ];
+    let mut votes = Vec::new();
     for (n, (what, behaviour, take_down)) in steps.into_iter().enumerate() {
         if let (Some(b), Some(s)) = (behaviour, &server) {
             s.set(b);
@@ -97,7 +100,14 @@ pub async fn run() -> Result<(), BoxError> {
         }
         let due = first_due + MINUTE * n as u32;
         let inv = f.invoke(due_event(due), Duration::from_secs(30)).await?;
-        println!("minute {}: {what}", n + 1);
+        // The invocation due in one minute covers the next one.
+        let covered = DateTime::from(due + MINUTE);
+        println!(
+            "minute {} ({}, {} s long here): {what}",
+            n + 1,
+            covered.fmt(DateTimeFormat::DateTime).unwrap_or_default(),
+            MINUTE.as_secs()
+        );
         match &inv.result {
             Ok(out) => {
                 print_tick(&out["endpoints"][0]);
@@ -106,12 +116,14 @@ pub async fn run() -> Result<(), BoxError> {
                 } else {
                     ""
                 };
-                println!(
-                    "  vote          {}{held}\n",
-                    out["vote"].as_str().unwrap_or("?")
-                );
+                let vote = out["vote"].as_str().unwrap_or("?");
+                println!("  vote          {vote}{held}\n");
+                votes.push(vote.to_owned());
             }
-            Err(e) => println!("  the invocation FAILED: {}", e["errorMessage"]),
+            Err(e) => {
+                println!("  the invocation failed: {}", e["errorMessage"]);
+                votes.push("none (failed)".to_owned());
+            }
         }
     }
 
@@ -132,6 +144,11 @@ pub async fn run() -> Result<(), BoxError> {
     );
     let mut points = stats.datapoints().to_vec();
     points.sort_by_key(|d| d.timestamp().map(|t| t.secs()));
+    let unhealthy_minutes = points
+        .iter()
+        .filter(|d| d.sum().unwrap_or_default() > 0.0)
+        .count();
+    let published = points.len();
     for d in points {
         let sum = d.sum().unwrap_or_default();
         println!(
@@ -149,7 +166,12 @@ pub async fn run() -> Result<(), BoxError> {
          unhealthy) the region alarm breaches, and the CLOUDWATCH_METRIC health check behind the \
          failover record turns unhealthy."
     );
-    Ok(())
+    Ok(format!(
+        "health-canary: {} minutes, votes {}; RegionUnhealthy published for {published} minutes, {unhealthy_minutes} \
+         of them unhealthy (what would fail the region over)",
+        votes.len(),
+        votes.join(", ")
+    ))
 }
 
 fn print_tick(e: &Value) {
@@ -180,7 +202,7 @@ fn print_tick(e: &Value) {
             failure["message"].as_str().unwrap_or("?")
         );
         if let Some(snippet) = failure["snippet"].as_str() {
-            println!("  body          {snippet}");
+            println!("  body          {snippet:?}");
         }
     }
     println!();

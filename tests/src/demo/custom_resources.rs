@@ -17,13 +17,20 @@ const VPCE: &str = "vpce-0a1b2c3d4e5f6a7b8-1x2y3z4w.execute-api.us-east-1.vpce.a
 const ALB: &str = "internal-orders-alb-1234567890.us-east-1.elb.amazonaws.com";
 
 /// Sends the event `make(url)` and returns the response CloudFormation reads.
+/// Each response's status and resource type go into `answered`.
 async fn send(
     f: &FunctionProcess,
     responses: &Responses,
+    answered: &mut Vec<String>,
     make: impl FnOnce(&str) -> Value,
 ) -> Result<Value, BoxError> {
     let (key, url) = responses.url().await?;
     let event = make(&url);
+    let kind = format!(
+        "{} {}",
+        event["RequestType"].as_str().unwrap_or("?"),
+        event["ResourceType"].as_str().unwrap_or("?")
+    );
     println!(
         "-> {} {} ({})",
         event["RequestType"].as_str().unwrap_or("?"),
@@ -44,15 +51,21 @@ async fn send(
     if let Some(reason) = stored.body["Reason"].as_str() {
         println!("   Reason: {reason}");
     }
+    answered.push(format!(
+        "{kind} {}",
+        stored.body["Status"].as_str().unwrap_or("?")
+    ));
     Ok(stored.body)
 }
 
-pub async fn run() -> Result<(), BoxError> {
+/// Runs this part; returns its one-line summary.
+pub async fn run() -> Result<String, BoxError> {
     heading(
         "custom-resources: CloudFormation custom resources, answered through a pre-signed S3 URL",
     );
     let w = World::start().await?;
     let responses = Responses::new(&w.s3).await?;
+    let mut answered = Vec::new();
     let f = w
         .spawn(
             "custom-resources",
@@ -63,7 +76,7 @@ pub async fn run() -> Result<(), BoxError> {
     println!("Custom::DnsAddresses: the private IPs of an execute-api VPC endpoint");
     w.answer(VPCE, &["10.0.2.41", "10.0.1.17"]);
     let props = json!({"Hostname": VPCE, "MinCount": "2"});
-    let out = send(&f, &responses, |url| {
+    let out = send(&f, &responses, &mut answered, |url| {
         cfn::create("Custom::DnsAddresses", "ApiEndpointIps", &props, url)
     })
     .await?;
@@ -86,7 +99,7 @@ pub async fn run() -> Result<(), BoxError> {
     // No configuration in the event: whoever can invoke the function can
     // only make it sync what the schedule would.
     let props = json!({"ServiceTimeout": "240"});
-    let out = send(&f, &responses, |url| {
+    let out = send(&f, &responses, &mut answered, |url| {
         cfn::create("Custom::TargetSync", "FirstSync", &props, url)
     })
     .await?;
@@ -96,7 +109,7 @@ pub async fn run() -> Result<(), BoxError> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    send(&f, &responses, |url| {
+    send(&f, &responses, &mut answered, |url| {
         cfn::delete("Custom::TargetSync", "FirstSync", &id, &props, url)
     })
     .await?;
@@ -108,7 +121,7 @@ pub async fn run() -> Result<(), BoxError> {
 
     println!("A Create with a bad property, and the Delete CloudFormation sends after it");
     let bad = json!({"Environment": {"STATE_BUCKET": BUCKET, "TAG_PREFIX": "mine:"}});
-    let out = send(&f, &responses, |url| {
+    let out = send(&f, &responses, &mut answered, |url| {
         cfn::create("Custom::TargetSync", "SyncBad", &bad, url)
     })
     .await?;
@@ -116,9 +129,13 @@ pub async fn run() -> Result<(), BoxError> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    send(&f, &responses, |url| {
+    send(&f, &responses, &mut answered, |url| {
         cfn::delete("Custom::TargetSync", "SyncBad", &id, &bad, url)
     })
     .await?;
-    Ok(())
+    Ok(format!(
+        "custom-resources: {} CloudFormation events, each answered once through its pre-signed URL: {}",
+        answered.len(),
+        answered.join(", ")
+    ))
 }
