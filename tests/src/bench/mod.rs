@@ -136,7 +136,7 @@ fn artifacts() -> Result<Section, BoxError> {
     let mut s = Section::new(
         "Lambda artifacts (arm64, from `sam build`)",
         "The `bootstrap` binaries in `.aws-sam/build/` that `sam deploy` uploads: cross-compiled by \
-         cargo-lambda with zig for `provided.al2023` on arm64, release profile (thin lto, codegen-units 1, \
+         cargo-lambda with zig for `provided.al2023` on arm64, release profile (fat lto, codegen-units 1, \
          opt-level s, strip). Zip: deflate, as packaged.",
     );
     let root = crate::moto::workspace_root();
