@@ -29,6 +29,8 @@
 //!
 //! Run with `--nocapture` to see those lists.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_cloudformation::types::{Parameter, StackStatus};
@@ -84,28 +86,7 @@ async fn deploy(cfn: &aws_sdk_cloudformation::Client, plan: &Plan) -> Result<Sta
         )
         .into());
     }
-    let mut physical = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = cfn
-            .list_stack_resources()
-            .stack_name(STACK)
-            .set_next_token(token)
-            .send()
-            .await?;
-        for r in page.stack_resource_summaries() {
-            // moto also lists a nameless entry for each resource it skipped.
-            if let (Some(logical), Some(id)) = (r.logical_resource_id(), r.physical_resource_id())
-                && !logical.is_empty()
-            {
-                physical.insert(logical.to_owned(), id.to_owned());
-            }
-        }
-        match page.next_token() {
-            Some(next) => token = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let physical = common::stack_resources(cfn, STACK).await?;
     Ok(Stack {
         status: "CREATE_COMPLETE".into(),
         physical,

@@ -40,6 +40,8 @@
 //!
 //! Run with `--nocapture` to see those lists.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudformation::types::{Parameter, StackStatus};
@@ -143,7 +145,7 @@ async fn the_release_deploys_from_s3_and_its_functions_run_from_the_stack() -> R
 
     let cfn = aws_sdk_cloudformation::Client::new(&w.sdk);
     let stack_id = create_stack(&cfn, &template_url, &plan.parameters).await?;
-    let physical = stack_resources(&cfn).await?;
+    let physical = common::stack_resources(&cfn, STACK).await?;
     let missing: BTreeMap<&String, &String> = plan
         .resources
         .iter()
@@ -330,34 +332,6 @@ async fn stack_status(cfn: &aws_sdk_cloudformation::Client) -> Result<StackStatu
         )
         .into()
     })
-}
-
-/// Logical id to physical id of every resource in the stack.
-async fn stack_resources(
-    cfn: &aws_sdk_cloudformation::Client,
-) -> Result<BTreeMap<String, String>, BoxError> {
-    let mut physical = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = cfn
-            .list_stack_resources()
-            .stack_name(STACK)
-            .set_next_token(token)
-            .send()
-            .await?;
-        for r in page.stack_resource_summaries() {
-            // moto also lists a nameless entry for each resource it skipped.
-            if let (Some(logical), Some(id)) = (r.logical_resource_id(), r.physical_resource_id())
-                && !logical.is_empty()
-            {
-                physical.insert(logical.to_owned(), id.to_owned());
-            }
-        }
-        match page.next_token() {
-            Some(next) => token = Some(next.to_owned()),
-            None => return Ok(physical),
-        }
-    }
 }
 
 /// A fresh directory under the temp dir.

@@ -166,12 +166,19 @@ impl SyncConfig {
             },
             external_id: vars.get("SOURCE_ROLE_EXTERNAL_ID"),
         };
+        // sts:AssumeRole's ExternalId: 2 to 1224 characters of [\w+=,.@:/-].
         if let Some(id) = &source_roles.external_id
-            && !(2..=1224).contains(&id.len())
+            && (!(2..=1224).contains(&id.len())
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c)))
         {
             return Err(ConfigError::new(
                 "SOURCE_ROLE_EXTERNAL_ID",
-                "must be 2 to 1224 characters (sts:AssumeRole ExternalId)",
+                format!(
+                    "\"{}\" must be 2 to 1224 characters of letters, digits and _+=,.@:/- (sts:AssumeRole ExternalId)",
+                    shorten(id)
+                ),
             ));
         }
         for (i, m) in mappings.iter().enumerate() {
@@ -528,6 +535,15 @@ mod tests {
                 vec![("TARGETS", &ok), ("S3_BUCKET", "Bad_Sample_Bucket")],
                 "S3_BUCKET",
                 "Bad_Sample_Bucket",
+            ),
+            (
+                vec![
+                    ("TARGETS", &ok),
+                    ("S3_BUCKET", "b1b"),
+                    ("SOURCE_ROLE_EXTERNAL_ID", "tether external id"),
+                ],
+                "SOURCE_ROLE_EXTERNAL_ID",
+                "tether external id",
             ),
             (
                 vec![

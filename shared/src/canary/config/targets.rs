@@ -105,6 +105,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The endpoint ceiling has one source, this constant: the pages that
+    /// give it say the same.
+    #[test]
+    fn the_docs_give_this_endpoint_ceiling() {
+        let configuration = include_str!("../../../../docs/configuration.md");
+        let operations = include_str!("../../../../docs/operations.md");
+        assert!(configuration.contains(&format!("1 to {MAX_ENDPOINTS} endpoints")));
+        assert!(configuration.contains(&format!("one function probes at most {MAX_ENDPOINTS}")));
+        assert!(operations.contains(&format!("any number up to {MAX_ENDPOINTS}")));
+    }
+
     #[test]
     fn the_targets_object_is_an_s3_uri() {
         let uri = S3Uri::parse("s3://tether-config/canary/targets.json").unwrap();
