@@ -139,7 +139,9 @@ demo: announce-demo venv ## Run the local demo: the three functions against moto
 
 bench: announce-bench venv ## Measure cold start, warm time, memory and size into BENCHMARKS.md.
 	@echo "==> Building the release binaries"
-	cargo build --release --workspace --bins
+	@# --timings: when this build compiles aws-sdk-ec2, its report gives the
+	@# crate's compile time to BENCHMARKS.md.
+	cargo build --release --workspace --bins --timings
 	@echo "==> Measuring"
 	TETHER_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/tether-bench" BENCHMARKS.md
 

@@ -164,10 +164,14 @@ async fn many(w: &World) -> Result<Section, BoxError> {
 
     let mut s = Section::new(
         "target-sync: 100 mappings in one invocation",
-        "100 DNS names (3 addresses each) into 100 target groups, one process. The first invocation registers \
-         all 300 targets and writes 100 state objects; the second is the steady state. Against moto on \
-         loopback, whose single Python process serves every call, so this measures the function's \
-         concurrency more than AWS latency.",
+        &format!(
+            "100 DNS names (3 addresses each) into 100 target groups, one process, no proxy. The first \
+             invocation registers all 300 targets and writes 100 state objects; the second is the steady state. \
+             Every group is described each run while the budget allows, and the function paces its Describe \
+             calls to its share of ELB's bucket (a burst of 20, then 5 per second) even where nothing throttles \
+             it, so {MAPPINGS} groups take at least {:.0} s: the pacing, not moto, sets these figures.",
+            share_floor(MAPPINGS),
+        ),
     );
     s.row(
         "first invocation (300 registrations)",
@@ -202,16 +206,18 @@ async fn fleet() -> Result<Section, BoxError> {
     let proxy = ThrottlingProxy::start(&w.moto.endpoint()).await?;
     let env = w.env(&[("AWS_ENDPOINT_URL", &proxy.endpoint())]);
     let f = w.spawn("target-sync", &env).await?;
-    let timeout = Duration::from_secs(300);
+    let timeout = TICK;
     let mut s = Section::new(
         &format!("target-sync: {FLEET} tagged target groups, ELB throttling enforced"),
         &format!(
             "{FLEET} target groups tagged `tether:source=dns:<name>` (3 addresses each), discovered and synced \
-             in one invocation. Every call goes through a proxy (`tether_tests::throttle`) that enforces ELB's \
-             documented bucket for Describe calls (40, refilled at {REFILL_PER_SECOND} per second) and answers \
-             `Throttling` beyond it. The floor is the time the bucket allows: Describe calls that went \
-             through, minus the 40 of the full bucket, divided by {REFILL_PER_SECOND} per second. Goal: no failed \
-             mapping, under 1.2 x the floor."
+             in one invocation with Lambda's 60 s deadline, as deployed. Every call goes through a proxy \
+             (`tether_tests::throttle`) that enforces ELB's documented bucket for Describe calls (40, refilled at \
+             {REFILL_PER_SECOND} per second) and answers `Throttling` beyond it. The floor is the time the bucket \
+             allows for the run's Describe calls: at tether's share (`DescribeShare` 50%: a burst of 20, then 5 \
+             per second), which the function paces itself to, and at ELB's whole rate. Goal: no failed mapping, \
+             under 1.2 x the floor at tether's share; what does not fit the deadline is deferred to the next \
+             run, not failed."
         ),
     );
     for run in [
@@ -219,22 +225,20 @@ async fn fleet() -> Result<Section, BoxError> {
         "steady-state invocation",
     ] {
         let (inv, counts) = invoke_counted(&f, &proxy, timeout).await?;
-        let failed = failed_mappings(&inv.result);
-        let floor = ((counts.describes as f64 - 40.0).max(0.0)) / REFILL_PER_SECOND;
+        let floor = share_floor(counts.describes);
         let took = inv.duration.as_secs_f64();
         s.row(
             run,
             ms(inv.duration),
             &format!(
-                "{} Describe calls, {} throttled; floor {:.1} s; {:.2} x the floor; {failed} failed mappings; \
-                 {} PutMetricData calls carrying {} values{}",
-                counts.describes,
-                counts.throttled,
-                floor,
+                "{}; {:.2} x the floor at tether's share; {} groups read, {} deferred; {} PutMetricData calls \
+                 carrying {} values",
+                costs(&counts, &inv.result, FLEET),
                 if floor > 0.0 { took / floor } else { 0.0 },
+                described_groups(&inv.result),
+                deferred_groups(&inv.result, FLEET),
                 counts.metric_calls,
                 counts.metric_values,
-                unpublished(&inv.result),
             ),
         );
     }
@@ -273,7 +277,7 @@ async fn fleet() -> Result<Section, BoxError> {
         ms(inv.duration),
         &format!(
             "{} failed mappings; {} PutMetricData calls carrying {} values{}",
-            failed_mappings(&inv.result),
+            failed_count(&inv.result, FLEET),
             counts.metric_calls,
             counts.metric_values,
             unpublished(&inv.result),
@@ -306,19 +310,6 @@ fn unpublished(result: &Result<Value, Value>) -> String {
     }
 }
 
-fn failed_mappings(result: &Result<Value, Value>) -> usize {
-    match result {
-        Ok(out) => out["mappings"]
-            .as_array()
-            .map_or(0, |ms| ms.iter().filter(|m| !m["error"].is_null()).count()),
-        Err(e) => e["errorMessage"]
-            .as_str()
-            .and_then(|m| m.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(FLEET),
-    }
-}
-
 /// Three addresses for the `i`th name, distinct across names.
 fn answer_three(w: &World, name: &str, i: usize) {
     let (a, b) = (i / 250, i % 250);
@@ -337,7 +328,7 @@ fn quota_groups() -> usize {
 /// Lambda's timeout in the template: one tick.
 const TICK: Duration = Duration::from_secs(60);
 /// Runs after the first, at most, for a fleet with no state to be in sync.
-const FILL_RUNS: usize = 20;
+const FILL_RUNS: usize = 30;
 
 /// 3,000 tagged target groups (the ELB quota) in one account and region,
 /// one function, one-minute ticks, through the proxy that enforces ELB's
@@ -514,9 +505,15 @@ fn since(a: Counts, b: Counts) -> Counts {
     }
 }
 
+/// Seconds that `describes` Describe calls take at tether's default share
+/// of ELB's bucket (half of it: a burst of 20, then 5 per second).
+fn share_floor(describes: usize) -> f64 {
+    (describes as f64 - 20.0).max(0.0) / 5.0
+}
+
 /// A run's calls, its floor and its failures, in words.
 fn costs(c: &Counts, result: &Result<Value, Value>, quota: usize) -> String {
-    let share_floor = (c.describes as f64 - 20.0).max(0.0) / 5.0;
+    let share_floor = share_floor(c.describes);
     let elb_floor = (c.describes as f64 - 40.0).max(0.0) / REFILL_PER_SECOND;
     format!(
         "{} ELB Describe calls ({} throttled), floor {share_floor:.1} s at tether's share, {elb_floor:.1} s at \
