@@ -6,12 +6,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tether_shared::aws::limits::ELB_DESCRIBE;
+use tether_shared::sync::config::{DEFAULT_DESCRIBE_EVERY, DEFAULT_DESCRIBE_SHARE};
 
 use super::{Section, median_max, ms};
 use crate::aws::tag;
 use crate::lambda::{FunctionProcess, Invocation, function_binary};
 use crate::moto::BoxError;
-use crate::throttle::{Counts, REFILL_PER_SECOND, TAGGING_BUCKET, ThrottlingProxy};
+use crate::throttle::{
+    BUCKET_SIZE, Counts, EC2_BUCKET, REFILL_PER_SECOND, TAGGING_BUCKET, ThrottlingProxy,
+};
 use crate::world::{World, scheduled_event, scheduled_event_at};
 use tether_shared::sync::GROUP_SYNCED;
 
@@ -168,8 +172,9 @@ async fn many(w: &World) -> Result<Section, BoxError> {
             "100 DNS names (3 addresses each) into 100 target groups, one process, no proxy. The first \
              invocation registers all 300 targets and writes 100 state objects; the second is the steady state. \
              Every group is described each run while the budget allows, and the function paces its Describe \
-             calls to its share of ELB's bucket (a burst of 20, then 5 per second) even where nothing throttles \
-             it, so {MAPPINGS} groups take at least {:.0} s: the pacing, not moto, sets these figures.",
+             calls to its share of ELB's bucket ({}) even where nothing throttles it, so {MAPPINGS} groups take \
+             at least {:.0} s: the pacing, not moto, sets these figures.",
+            tether_share(),
             share_floor(MAPPINGS),
         ),
     );
@@ -211,13 +216,15 @@ async fn fleet() -> Result<Section, BoxError> {
         &format!("target-sync: {FLEET} tagged target groups, ELB throttling enforced"),
         &format!(
             "{FLEET} target groups tagged `tether:source=dns:<name>` (3 addresses each), discovered and synced \
-             in one invocation with Lambda's 60 s deadline, as deployed. Every call goes through a proxy \
-             (`tether_tests::throttle`) that enforces ELB's documented bucket for Describe calls (40, refilled at \
-             {REFILL_PER_SECOND} per second) and answers `Throttling` beyond it. The floor is the time the bucket \
-             allows for the run's Describe calls: at tether's share (`DescribeShare` 50%: a burst of 20, then 5 \
-             per second), which the function paces itself to, and at ELB's whole rate. Goal: no failed mapping, \
-             under 1.2 x the floor at tether's share; what does not fit the deadline is deferred to the next \
-             run, not failed."
+             in one invocation with Lambda's {} s deadline, as deployed. Every call goes through a proxy \
+             (`tether_tests::throttle`) that enforces ELB's documented bucket for Describe calls ({}) and answers \
+             `Throttling` beyond it. The floor is the time the bucket allows for the run's Describe calls: at \
+             tether's share ({}), which the function paces itself to, and at ELB's whole rate. Goal: no failed \
+             mapping, under 1.2 x the floor at tether's share; what does not fit the deadline is deferred to the \
+             next run, not failed.",
+            TICK.as_secs(),
+            elb_bucket(),
+            tether_share(),
         ),
     );
     for run in [
@@ -386,18 +393,22 @@ pub async fn quota() -> Result<Section, BoxError> {
         &format!("target-sync: {quota} tagged target groups (the ELB quota), every limit enforced"),
         &format!(
             "{quota} target groups tagged `tether:source=dns:<name>` (3 addresses each), one function, one \
-             invocation per one-minute tick with Lambda's 60 s deadline, default settings (`DescribeShare` 50%, \
-             `DescribeEvery` 15). Every call goes through the proxy (`tether_tests::throttle`): ELB's documented \
-             Describe bucket (40, refilled at {REFILL_PER_SECOND} per second), from which simulated other users \
+             invocation per one-minute tick with Lambda's {} s deadline, default settings (`DescribeShare` \
+             {DEFAULT_DESCRIBE_SHARE}%, `DescribeEvery` {DEFAULT_DESCRIBE_EVERY}). Every call goes through the proxy \
+             (`tether_tests::throttle`): ELB's documented Describe bucket ({}), from which simulated other users \
              of the account take a quarter of the rate ({} per second) all along; EC2's documented bucket per \
-             Describe action (100, 20 per second); the tagging API's assumed bucket for GetResources ({}, {} per \
+             Describe action ({}, {} per second); the tagging API's assumed bucket for GetResources ({}, {} per \
              second; moto pages GetResources by about 100 tags rather than 100 groups, so it takes a page or so more \
              than AWS would). The floor is the time the buckets allow for the run's ELB Describe calls: at tether's \
-             share (a burst of 20, then 5 per second), and at ELB's whole rate (40, then 10 per second). \
-             Creating the groups in moto took {:.0} s (not part of any figure).",
+             share ({}), and at ELB's whole rate. Creating the groups in moto took {:.0} s (not part of any figure).",
+            TICK.as_secs(),
+            elb_bucket(),
             REFILL_PER_SECOND / 4.0,
+            EC2_BUCKET.0,
+            EC2_BUCKET.1,
             TAGGING_BUCKET.0,
             TAGGING_BUCKET.1,
+            tether_share(),
             setup.as_secs_f64(),
         ),
     );
@@ -441,7 +452,7 @@ pub async fn quota() -> Result<Section, BoxError> {
             "{}; {:.3} Describe calls per quiet group (goal 1/K = {:.3}); {:.3} S3 calls per quiet group (goal 0)",
             costs(&counts, &steady.result, quota),
             counts.describes as f64 / quota as f64,
-            1.0 / 15.0,
+            1.0 / DEFAULT_DESCRIBE_EVERY as f64,
             (counts.s3_gets + counts.s3_puts) as f64 / quota as f64,
         ),
     );
@@ -505,16 +516,42 @@ fn since(a: Counts, b: Counts) -> Counts {
     }
 }
 
-/// Seconds that `describes` Describe calls take at tether's default share
-/// of ELB's bucket (half of it: a burst of 20, then 5 per second).
+/// Seconds that `describes` Describe calls take from a full bucket of
+/// `size` tokens refilled at `refill` per second.
+fn floor(describes: usize, size: f64, refill: f64) -> f64 {
+    (describes as f64 - size).max(0.0) / refill
+}
+
+/// tether's default share of ELB's Describe bucket, which the function
+/// paces itself to: (burst, refill per second).
+fn share() -> (f64, f64) {
+    let share = DEFAULT_DESCRIBE_SHARE as f64 / 100.0;
+    (ELB_DESCRIBE.size * share, ELB_DESCRIBE.refill * share)
+}
+
+/// The floor at tether's default share.
 fn share_floor(describes: usize) -> f64 {
-    (describes as f64 - 20.0).max(0.0) / 5.0
+    let (size, refill) = share();
+    floor(describes, size, refill)
+}
+
+/// ELB's Describe bucket as the proxy enforces it, in words.
+fn elb_bucket() -> String {
+    format!("{BUCKET_SIZE}, refilled at {REFILL_PER_SECOND} per second")
+}
+
+/// tether's default share of it, in words.
+fn tether_share() -> String {
+    let (size, refill) = share();
+    format!(
+        "`DescribeShare` {DEFAULT_DESCRIBE_SHARE}%: a burst of {size}, then {refill} per second"
+    )
 }
 
 /// A run's calls, its floor and its failures, in words.
 fn costs(c: &Counts, result: &Result<Value, Value>, quota: usize) -> String {
     let share_floor = share_floor(c.describes);
-    let elb_floor = (c.describes as f64 - 40.0).max(0.0) / REFILL_PER_SECOND;
+    let elb_floor = floor(c.describes, BUCKET_SIZE, REFILL_PER_SECOND);
     format!(
         "{} ELB Describe calls ({} throttled), floor {share_floor:.1} s at tether's share, {elb_floor:.1} s at \
          ELB's whole rate; other users: {} calls, {} refused; {} GetResources ({} throttled); {} EC2 calls; \
